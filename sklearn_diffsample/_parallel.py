@@ -1,0 +1,177 @@
+"""Chunking, seeding and the joblib driver shared by every sampler.
+
+The contract: work is cut into chunks whose sizes depend only on
+(n_samples, batch_size); chunk i draws from ``default_rng(root.spawn(n)[i])``
+with ``root`` made from the caller's ``random_state``.  Which worker runs a
+chunk, and in which order, cannot change a single bit of the result.
+"""
+
+import os
+import sys
+import threading
+from contextlib import nullcontext
+from functools import partial
+
+import numpy as np
+from joblib import effective_n_jobs
+from sklearn.utils.parallel import Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+__all__ = ["seed_sequence", "chunk_sizes", "run_chunks", "Progress"]
+
+
+def seed_sequence(random_state):
+    """A root ``SeedSequence`` from an int, RandomState, Generator or None.
+
+    None draws fresh OS entropy.  A RandomState or Generator is advanced by one
+    draw, so repeated calls with the same object give different streams, as
+    scikit-learn's ``check_random_state`` semantics lead users to expect.
+    """
+    if random_state is None:
+        return np.random.SeedSequence()
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, (int, np.integer)):
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}.")
+        return np.random.SeedSequence(int(random_state))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(random_state.randint(0, 2**32, size=4).tolist())
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(random_state.integers(0, 2**63, size=4).tolist())
+    raise ValueError(
+        "random_state must be None, an int, a numpy RandomState or a numpy "
+        f"Generator, got {type(random_state).__name__}."
+    )
+
+
+def chunk_sizes(n_samples, batch_size, min_size=1):
+    """Fixed chunk sizes: full batches, the remainder folded in if too small.
+
+    A remainder below ``min_size`` joins the last full batch, so every chunk has
+    at least ``min_size`` items whenever ``n_samples >= min_size``.
+    """
+    n_samples, batch_size = int(n_samples), int(batch_size)
+    if n_samples <= 0:
+        return []
+    sizes = [batch_size] * (n_samples // batch_size)
+    rest = n_samples - batch_size * len(sizes)
+    if rest:
+        if sizes and rest < min_size:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return sizes
+
+
+class Progress:
+    """A thread-safe progress bar over steps of all chunks, on stderr.
+
+    Uses tqdm when installed, a plain updating line otherwise.  In a process
+    worker it unpickles as a silent bar; the driver then credits the chunk's
+    steps when its result arrives.
+    """
+
+    def __init__(self, total, desc="sampling", verbose=0):
+        self.total = int(total)
+        self.verbose = verbose
+        self._done = {}
+        self._lock = threading.Lock()
+        self._bar = None
+        self._count = 0
+        if verbose:
+            try:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(total=self.total, desc=desc, file=sys.stderr)
+            except ImportError:
+                self._desc = desc
+
+    def step(self, chunk, n=1):
+        if not self.verbose:
+            return
+        with self._lock:
+            self._done[chunk] = self._done.get(chunk, 0) + n
+            self._advance(n)
+
+    def chunk_done(self, chunk, steps):
+        if not self.verbose:
+            return
+        with self._lock:
+            missing = steps - self._done.get(chunk, 0)
+            self._done[chunk] = steps
+            self._advance(missing)
+
+    def _advance(self, n):
+        if n <= 0:
+            return
+        self._count += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self._count == self.total or self._count % max(self.total // 50, 1) == 0:
+            sys.stderr.write(f"\r{self._desc}: {self._count}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+        elif self.verbose:
+            sys.stderr.write("\n")
+
+    def __reduce__(self):
+        return (Progress, (0, "", 0))
+
+
+def _run_chunk(func, chunk, size, seed, progress, parent_pid, inner_threads):
+    rng = np.random.default_rng(seed)
+    report = partial(progress.step, chunk)
+    if inner_threads is None or os.getpid() == parent_pid:
+        # Thread workers share the BLAS limit set once by the driver.
+        return func(size, rng, report)
+    with threadpool_limits(limits=inner_threads):
+        return func(size, rng, report)
+
+
+def run_chunks(func, sizes, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
+               desc="sampling"):
+    """Run ``func(size, rng, report)`` on each chunk, in parallel, in order.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(size, rng, report)``: ``rng`` is the chunk's Generator and
+        ``report(n)`` advances the progress bar by n steps.
+    sizes : list of int
+        Chunk sizes (see :func:`chunk_sizes`).
+    seed : numpy.random.SeedSequence
+        Root seed; chunk i uses its i-th spawned child.
+    n_jobs : int or None
+        joblib workers; None defers to the active ``parallel_config``.
+    verbose : int
+        >= 1 shows a progress bar over ``len(sizes) * steps_per_chunk`` steps.
+
+    Returns
+    -------
+    list
+        ``func``'s results, in chunk order.
+    """
+    children = seed.spawn(len(sizes))
+    workers = effective_n_jobs(n_jobs) if len(sizes) > 1 else 1
+    inner = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    progress = Progress(len(sizes) * steps_per_chunk, desc, verbose)
+    tasks = (
+        delayed(_run_chunk)(func, i, size, children[i], progress, os.getpid(), inner)
+        for i, size in enumerate(sizes)
+    )
+    results = []
+    try:
+        with threadpool_limits(limits=inner) if inner else nullcontext():
+            parallel = Parallel(n_jobs=n_jobs, prefer="threads",
+                                return_as="generator" if verbose else "list")
+            for i, result in enumerate(parallel(tasks)):
+                progress.chunk_done(i, steps_per_chunk)
+                results.append(result)
+    finally:
+        progress.close()
+    return results
+

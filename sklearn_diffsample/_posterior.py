@@ -1,0 +1,476 @@
+"""The pattern posterior: the one engine that sums over stored patterns.
+
+For queries q and a variance s², pattern i gets the logit
+
+    l_i(q) = -|q - x_i|² / (2 s²) + log w_i
+
+and the engine returns, per query, logZ = logsumexp_i l_i, the posterior mean
+sum_i p_i x_i and the posterior spread sum_i p_i |x_i - mean|², p = softmax(l).
+Every estimator in the package is a dynamics on top of these three numbers.
+
+Three ways to get them:
+
+* exact: pattern blocks are streamed with a running (max, sum-exp, moments)
+  merge, so no (queries x patterns) matrix exists; the dominant pattern's
+  logit is recomputed directly, which keeps logZ accurate far from the data;
+* certified top-k: the k nearest patterns plus a bound on the neglected mass;
+  queries whose bound exceeds ``tol`` are recomputed exactly;
+* random remainder: k nearest plus L uniformly drawn patterns with importance
+  weight (N - k) / L, shared by several perturbed copies of one query.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import get_config
+
+from ._neighbors import PatternIndex
+
+__all__ = ["PatternPosterior", "PosteriorStats"]
+
+# Each streamed block holds a few (queries x patterns) float64 temporaries;
+# a sixteenth of scikit-learn's working memory each keeps the peak near it.
+_TEMPORARIES_SHARE = 16
+# Blocks of ~8 MB stay in cache across the elementwise passes over the logits.
+_MAX_QUERY_ROWS = 256
+_CACHE_BLOCK_ELEMENTS = 2**20
+
+
+@dataclass
+class PosteriorStats:
+    """Per-query answers of the engine.
+
+    Attributes
+    ----------
+    log_norm : ndarray of shape (m,)
+        logZ(q) = logsumexp_i l_i(q).
+    mean : ndarray of shape (m, d) or None
+        Posterior mean of the patterns, in data coordinates.
+    spread : ndarray of shape (m,) or None
+        Posterior spread sum_i p_i |x_i - mean|^2.
+    certificate : ndarray of shape (m,) or None
+        Top-k mode only: log(1 + delta), the bound on |logZ - logZ_k| before
+        fallback; exactly computed rows carry 0.
+    """
+
+    log_norm: np.ndarray
+    mean: np.ndarray = None
+    spread: np.ndarray = None
+    certificate: np.ndarray = None
+
+
+def _as_variance(s2, n_queries):
+    s2 = np.asarray(s2, dtype=np.float64)
+    if s2.ndim == 0:
+        s2 = np.full(n_queries, float(s2))
+    if s2.shape != (n_queries,):
+        raise ValueError(
+            f"s2 must be a scalar or have shape ({n_queries},), got {s2.shape}."
+        )
+    if not np.all(np.isfinite(s2)) or np.any(s2 <= 0):
+        raise ValueError("The kernel variance s2 must be finite and > 0.")
+    return s2
+
+
+def _block_shape(n_queries, n_patterns):
+    budget = get_config()["working_memory"] * 2**20 // (8 * _TEMPORARIES_SHARE)
+    rows = max(min(n_queries, _MAX_QUERY_ROWS), 1)
+    cols = int(min(n_patterns, _CACHE_BLOCK_ELEMENTS // rows, max(1, budget // rows)))
+    return max(rows, 1), cols
+
+
+class _StreamState:
+    """Running log-sum-exp merge over pattern blocks for a batch of queries.
+
+    ``total`` is sum_i e^{l_i - top} x_i; ``second`` is sum_i e^{l_i - top}
+    |x_i - anchor|^2 about the current argmax pattern ``anchor``, which keeps the
+    spread free of cancellation when the posterior is concentrated.
+    """
+
+    def __init__(self, n_queries, n_features, want_mean, want_spread):
+        self.top = np.full(n_queries, -np.inf)
+        self.argmax = np.zeros(n_queries, dtype=np.int64)
+        self.mass = np.zeros(n_queries)
+        self.want_first = want_mean or want_spread
+        self.want_spread = want_spread
+        if self.want_first:
+            self.total = np.zeros((n_queries, n_features))
+        if want_spread:
+            self.anchor = np.zeros((n_queries, n_features))
+            self.second = np.zeros(n_queries)
+
+    def merge(self, top, argmax, mass, total=None, anchor=None, second=None):
+        new_top = np.maximum(self.top, top)
+        keep = np.exp(self.top - new_top)
+        take = np.exp(top - new_top)
+        if self.want_spread:
+            moved = top > self.top
+            # Re-express the smaller side's second moment about the winning anchor:
+            # sum e |x - b|^2 = sum e |x - a|^2 + 2 (a - b).(S1 - S0 a) + S0 |a - b|^2.
+            old = _shift_second(self.second, self.total, self.mass, self.anchor, anchor)
+            blk = _shift_second(second, total, mass, anchor, self.anchor)
+            self.second = np.where(moved, old * keep + second * take,
+                                   self.second * keep + blk * take)
+            self.anchor = np.where(moved[:, None], anchor, self.anchor)
+        if self.want_first:
+            self.total = self.total * keep[:, None] + total * take[:, None]
+        self.argmax = np.where(top > self.top, argmax, self.argmax)
+        self.mass = self.mass * keep + mass * take
+        self.top = new_top
+
+
+def _shift_second(second, total, mass, old_anchor, new_anchor):
+    delta = old_anchor - new_anchor
+    first = total - mass[:, None] * old_anchor
+    return (second + 2.0 * np.einsum("md,md->m", delta, first)
+            + mass * np.einsum("md,md->m", delta, delta))
+
+
+def _anchor_sq_dist(anchor, arg, patterns, half_sq_norms):
+    """|a_m - x_i|^2 where anchor a_m is pattern ``arg[m]``, clamped at 0."""
+    d2 = (np.einsum("md,md->m", anchor, anchor)[:, None]
+          - 2.0 * anchor @ patterns.T + 2.0 * half_sq_norms[None, :])
+    np.maximum(d2, 0.0, out=d2)
+    # The expansion leaves rounding residue on the anchor's own entry.
+    d2[np.arange(len(arg)), arg] = 0.0
+    return d2
+
+
+class PatternPosterior:
+    """Gaussian-kernel posterior over stored patterns.
+
+    Parameters
+    ----------
+    patterns : array-like of shape (N, d)
+        Stored patterns; kept in float64, centred internally.
+    log_weights : array-like of shape (N,), default=None
+        Pattern log-weights log w_i (0 when None).
+    groups : array-like of shape (N,), default=None
+        Group label of each pattern; :meth:`group` restricts queries to one.
+    algorithm : str or None, default=None
+        Neighbour index for top-k and random-remainder queries (see
+        :class:`PatternIndex`); None builds no index (exact mode only).
+    random_state : int or None, default=None
+        Seed of an approximate index.
+    """
+
+    def __init__(self, patterns, *, log_weights=None, groups=None, algorithm=None,
+                 random_state=None):
+        patterns = np.asarray(patterns, dtype=np.float64)
+        if patterns.ndim != 2 or patterns.shape[0] == 0:
+            raise ValueError("patterns must be a non-empty 2-D array.")
+        self.n_patterns, self.n_features = patterns.shape
+        # Centring keeps the BLAS distance expansion accurate for offset data.
+        self.offset = patterns.mean(axis=0)
+        self._x = np.ascontiguousarray(patterns - self.offset)
+        self._half_sq_norms = 0.5 * np.einsum("nd,nd->n", self._x, self._x)
+        self._radius = float(np.sqrt(2.0 * self._half_sq_norms.max()))
+        if log_weights is None:
+            self._log_w = None
+            self._max_log_w = 0.0
+            self.log_total_weight = float(np.log(self.n_patterns))
+        else:
+            log_w = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+            if log_w.shape != (self.n_patterns,) or np.any(np.isnan(log_w)):
+                raise ValueError("log_weights must have one finite value per pattern.")
+            self._log_w = log_w
+            self._max_log_w = float(log_w.max())
+            self.log_total_weight = float(np.logaddexp.reduce(log_w))
+        self.groups = None if groups is None else np.asarray(groups)
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self._children = {}
+        self.index = None
+        if algorithm is not None:
+            self.index = PatternIndex(algorithm, random_state).fit(self._x)
+
+    @property
+    def patterns(self):
+        return self._x + self.offset
+
+    def log_weights(self, ind=slice(None)):
+        if self._log_w is None:
+            return np.zeros(np.arange(self.n_patterns)[ind].shape)
+        return self._log_w[ind]
+
+    # ------------------------------------------------------------------ groups
+    def group(self, label):
+        """The posterior restricted to the patterns of group ``label`` (cached)."""
+        if self.groups is None:
+            raise ValueError("This posterior was built without groups.")
+        if label not in self._children:
+            mask = self.groups == label
+            if not np.any(mask):
+                raise ValueError(f"No pattern has group label {label!r}.")
+            self._children[label] = PatternPosterior(
+                self.patterns[mask],
+                log_weights=None if self._log_w is None else self._log_w[mask],
+                algorithm=self.algorithm,
+                random_state=self.random_state,
+            )
+        return self._children[label]
+
+    def log_density(self, queries, s2, **kwargs):
+        """Normalised log-density of the mixture sum_i w_i N(x_i, s2 I) / sum_i w_i."""
+        queries = np.asarray(queries, dtype=np.float64)
+        s2 = _as_variance(s2, queries.shape[0])
+        log_norm = self.query(queries, s2, **kwargs).log_norm
+        return (log_norm - self.log_total_weight
+                - 0.5 * self.n_features * np.log(2.0 * np.pi * s2))
+
+    # ------------------------------------------------------------------- exact
+    def query(self, queries, s2, *, mean=False, spread=False, n_neighbors=None,
+              tol=1e-8):
+        """logZ (and optionally mean and spread) at each query.
+
+        Parameters
+        ----------
+        queries : array-like of shape (m, d)
+        s2 : float or array-like of shape (m,)
+            Kernel variance, per call or per query.
+        mean, spread : bool, default=False
+            Also return the posterior mean / spread.
+        n_neighbors : int or None, default=None
+            None: exact sums.  An int k: certified top-k with exact fallback
+            for queries whose certificate log(1 + delta) exceeds ``tol``.
+        tol : float, default=1e-8
+            Certificate tolerance of the top-k mode.
+
+        Returns
+        -------
+        PosteriorStats
+        """
+        queries = np.asarray(queries, dtype=np.float64)
+        if queries.ndim != 2 or queries.shape[1] != self.n_features:
+            raise ValueError(
+                f"queries must have shape (m, {self.n_features}), got {queries.shape}."
+            )
+        s2 = _as_variance(s2, queries.shape[0])
+        centred = queries - self.offset
+        if n_neighbors is None or n_neighbors >= self.n_patterns:
+            stats = self._exact(centred, s2, mean, spread)
+        else:
+            stats = self._top_k(centred, s2, int(n_neighbors), tol, mean, spread)
+        if stats.mean is not None:
+            stats.mean += self.offset
+        return stats
+
+    def _exact(self, centred, s2, want_mean, want_spread):
+        m = centred.shape[0]
+        out = PosteriorStats(np.empty(m),
+                             np.empty((m, self.n_features)) if want_mean else None,
+                             np.empty(m) if want_spread else None)
+        rows, cols = _block_shape(m, self.n_patterns)
+        for start in range(0, m, rows):
+            sl = slice(start, min(start + rows, m))
+            part = self._exact_rows(centred[sl], s2[sl], cols, want_mean, want_spread)
+            out.log_norm[sl] = part.log_norm
+            if want_mean:
+                out.mean[sl] = part.mean
+            if want_spread:
+                out.spread[sl] = part.spread
+        return out
+
+    def _exact_rows(self, q, s2, cols, want_mean, want_spread):
+        state = _StreamState(q.shape[0], self.n_features, want_mean, want_spread)
+        rows = np.arange(q.shape[0])
+        # Logits up to the per-query constant -|q|^2/(2 s2), which cancels: one
+        # GEMM of [q/s2, -1/s2, 1] against [x, |x|^2/2, log w] per block.
+        q_aug = self._augment_queries(q, s2)
+        for start in range(0, self.n_patterns, cols):
+            sl = slice(start, min(start + cols, self.n_patterns))
+            x = self._x[sl]
+            logits = q_aug @ self._augment_patterns(sl).T
+            arg = np.argmax(logits, axis=1)
+            top = logits[rows, arg]
+            logits -= top[:, None]
+            weights = np.exp(logits, out=logits)
+            mass = weights.sum(axis=1)
+            total = weights @ x if state.want_first else None
+            anchor = second = None
+            if want_spread:
+                anchor = x[arg]
+                d2 = _anchor_sq_dist(anchor, arg, x, self._half_sq_norms[sl])
+                second = np.einsum("mn,mn->m", weights, d2)
+            state.merge(top, arg + start, mass, total, anchor, second)
+        return self._finish(q, s2, state, want_mean, want_spread)
+
+    def _augment_queries(self, q, s2):
+        inv_s2 = 1.0 / s2
+        cols = [q * inv_s2[:, None], -inv_s2[:, None]]
+        if self._log_w is not None:
+            cols.append(np.ones((q.shape[0], 1)))
+        return np.hstack(cols)
+
+    def _augment_patterns(self, sl):
+        cols = [self._x[sl], self._half_sq_norms[sl, None]]
+        if self._log_w is not None:
+            cols.append(self._log_w[sl, None])
+        return np.hstack(cols)
+
+    def _finish(self, q, s2, state, want_mean, want_spread):
+        # The winning logit, recomputed directly: exact even where |q|^2/s2 is huge.
+        diff = q - self._x[state.argmax]
+        top = -np.einsum("md,md->m", diff, diff) / (2.0 * s2)
+        if self._log_w is not None:
+            top += self._log_w[state.argmax]
+        out = PosteriorStats(top + np.log(state.mass))
+        if state.want_first:
+            mean = state.total / state.mass[:, None]
+            if want_mean:
+                out.mean = mean
+            if want_spread:
+                rel = mean - state.anchor
+                spread = state.second / state.mass - np.einsum("md,md->m", rel, rel)
+                out.spread = np.maximum(spread, 0.0)
+        return out
+
+    # ------------------------------------------------------------- certified
+    def kneighbors(self, queries, n_neighbors):
+        """The ``n_neighbors`` nearest patterns of each query (float64 sq. distances)."""
+        if self.index is None:
+            raise ValueError(
+                "Neighbour queries need an index: build the PatternPosterior with an "
+                "algorithm (e.g. algorithm='auto')."
+            )
+        centred = np.asarray(queries, dtype=np.float64) - self.offset
+        return self.index.kneighbors(centred, n_neighbors)
+
+    def _certificate_cannot_pass(self, centred, s2, k, tol):
+        # d_{k+1}^2 - d_1^2 <= diam (2 d_1 + diam) with d_1 <= |q| + R, so
+        # log delta >= log((N - k)/k) - that gap / (2 s2); where this lower bound
+        # already exceeds the tolerance, truncation cannot pay: go exact at once.
+        diam = 2.0 * self._radius
+        gap = diam * (2.0 * (np.linalg.norm(centred, axis=1) + self._radius) + diam)
+        lower = np.log((self.n_patterns - k) / k) - gap / (2.0 * s2)
+        return lower > np.log(np.expm1(tol))
+
+    def _top_k(self, centred, s2, k, tol, want_mean, want_spread):
+        if self.index is None:
+            raise ValueError(
+                "Top-k queries need an index: build the PatternPosterior with an "
+                "algorithm, or pass n_neighbors=None for exact sums."
+            )
+        m = centred.shape[0]
+        out = PosteriorStats(np.empty(m),
+                             np.empty((m, self.n_features)) if want_mean else None,
+                             np.empty(m) if want_spread else None, np.zeros(m))
+        exact = self._certificate_cannot_pass(centred, s2, k, tol)
+        tried = np.flatnonzero(~exact)
+        if tried.size:
+            sq_dist, ind = self.index.kneighbors(centred[tried], k + 1)
+            logits = -sq_dist[:, :k] / (2.0 * s2[tried, None]) + self.log_weights(ind[:, :k])
+            part = _softmax_moments(logits[:, None, :], self._x[ind[:, :k]],
+                                    want_mean, want_spread)
+            log_norm = part.log_norm[:, 0]
+            log_delta = (np.log(self.n_patterns - k) + self._max_log_w
+                         - sq_dist[:, k] / (2.0 * s2[tried]) - log_norm)
+            certificate = np.logaddexp(0.0, log_delta)
+            ok = certificate <= tol
+            rows = tried[ok]
+            out.log_norm[rows] = log_norm[ok]
+            out.certificate[tried] = certificate
+            if want_mean:
+                out.mean[rows] = part.mean[ok, 0]
+            if want_spread:
+                out.spread[rows] = part.spread[ok, 0]
+            exact[tried[~ok]] = True
+        if np.any(exact):
+            redo = np.flatnonzero(exact)
+            full = self._exact(centred[redo], s2[redo], want_mean, want_spread)
+            out.log_norm[redo] = full.log_norm
+            if want_mean:
+                out.mean[redo] = full.mean
+            if want_spread:
+                out.spread[redo] = full.spread
+        return out
+
+    # ------------------------------------------------------ random remainder
+    def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *,
+                        spread=False):
+        """Nearest-plus-uniform-remainder estimate for perturbed query copies.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (m, r, d)
+            r perturbed copies of each of m particles.
+        s2 : float
+            Kernel variance.
+        neighbours : ndarray of shape (m, K)
+            Indices of the K nearest patterns of each unperturbed particle
+            (from :meth:`kneighbors`); shared by its r copies.
+        n_remainder : int
+            L: patterns drawn uniformly without replacement from the other
+            N - K, each with log-weight log((N - K) / L) (unbiased for Z).
+        rng : numpy.random.Generator
+        spread : bool, default=False
+
+        Returns
+        -------
+        PosteriorStats
+            ``log_norm`` of shape (m, r), ``mean`` of shape (m, r, d),
+            ``spread`` of shape (m, r) or None.
+        """
+        queries = np.asarray(queries, dtype=np.float64)
+        neighbours = np.asarray(neighbours, dtype=np.int64)
+        n_near = neighbours.shape[1]
+        n_rest = min(int(n_remainder), self.n_patterns - n_near)
+        rest = self._draw_remainder(rng, neighbours, n_rest)
+        candidates = np.concatenate([neighbours, rest], axis=1)
+        log_w = self.log_weights(candidates)
+        if n_rest:
+            log_w[:, n_near:] += np.log((self.n_patterns - n_near) / n_rest)
+        vecs = self._x[candidates]
+        # Distances about each particle's nearest pattern: accurate and local.
+        anchor = vecs[:, :1, :]
+        rel_q = queries - self.offset - anchor
+        rel_x = vecs - anchor
+        d2 = (np.einsum("mrd,mrd->mr", rel_q, rel_q)[:, :, None]
+              - 2.0 * rel_q @ rel_x.transpose(0, 2, 1)
+              + np.einsum("mcd,mcd->mc", rel_x, rel_x)[:, None, :])
+        np.maximum(d2, 0.0, out=d2)
+        logits = d2 * (-0.5 / float(s2)) + log_w[:, None, :]
+        out = _softmax_moments(logits, vecs, True, spread)
+        out.mean += self.offset
+        return out
+
+    def _draw_remainder(self, rng, excluded, n_rest):
+        m, n_near = excluded.shape
+        n_free = self.n_patterns - n_near
+        if n_rest == 0:
+            return np.empty((m, 0), dtype=np.int64)
+        if n_rest == n_free:
+            pos = np.broadcast_to(np.arange(n_free), (m, n_free)).copy()
+        else:
+            # With-replacement draws conditioned on being distinct are uniform
+            # subsets; the few rows with a repeat are redrawn without replacement.
+            pos = np.sort(rng.integers(0, n_free, size=(m, n_rest)), axis=1)
+            for i in np.flatnonzero(np.any(pos[:, 1:] == pos[:, :-1], axis=1)):
+                pos[i] = np.sort(rng.choice(n_free, n_rest, replace=False))
+        # Position r among the non-excluded patterns is pattern r + #{j : e_j - j <= r}
+        # for the sorted excluded indices e.
+        shifted = np.sort(excluded, axis=1) - np.arange(n_near)
+        return pos + np.sum(shifted[:, None, :] <= pos[:, :, None], axis=2)
+
+
+def _softmax_moments(logits, vecs, want_mean, want_spread):
+    """logZ, mean and spread of softmax(logits) over candidate vectors.
+
+    ``logits`` has shape (m, r, c) and ``vecs`` (m, c, d): r queries per row
+    share c candidates.  Moments are taken about the first candidate.
+    """
+    top = logits.max(axis=2)
+    weights = np.exp(logits - top[:, :, None])
+    mass = weights.sum(axis=2)
+    out = PosteriorStats(top + np.log(mass))
+    if want_mean or want_spread:
+        weights /= mass[:, :, None]
+        rel = vecs - vecs[:, :1, :]
+        first = weights @ rel
+        if want_mean:
+            out.mean = vecs[:, :1, :] + first
+        if want_spread:
+            second = weights @ np.einsum("mcd,mcd->mc", rel, rel)[:, :, None]
+            spread = second[:, :, 0] - np.einsum("mrd,mrd->mr", first, first)
+            out.spread = np.maximum(spread, 0.0)
+    return out

@@ -1,0 +1,22 @@
+"""Session-wide fixtures.
+
+pynndescent compiles with numba on first use (about a minute of CPU per
+process), so the suite builds one approximate index per session and shares it.
+"""
+
+import numpy as np
+import pytest
+
+from sklearn_diffsample._neighbors import PatternIndex
+
+
+@pytest.fixture(scope="session")
+def ann_data():
+    rng = np.random.default_rng(20261122)
+    return rng.normal(size=(3000, 12))
+
+
+@pytest.fixture(scope="session")
+def ann_index(ann_data):
+    """One fitted pynndescent PatternIndex for the whole test session."""
+    return PatternIndex(algorithm="nndescent", random_state=7).fit(ann_data)
