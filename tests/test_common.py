@@ -1,0 +1,45 @@
+"""scikit-learn's estimator checks on every public estimator of the package.
+
+Estimators are discovered from ``sklearn_diffsample.__all__``, so a new public
+estimator is checked as soon as it is exported.  Each runs with its defaults
+and with the non-default parameter sets listed for it in ``NON_DEFAULT``.
+"""
+
+import inspect
+
+from sklearn.base import BaseEstimator
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sklearn_diffsample
+
+# Parameter sets that take other code paths than the defaults.
+NON_DEFAULT = {}
+
+
+def _public_estimators():
+    classes = []
+    for name in sklearn_diffsample.__all__:
+        obj = getattr(sklearn_diffsample, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseEstimator):
+            classes.append(obj)
+    return classes
+
+
+def _instances():
+    out = []
+    for cls in _public_estimators():
+        out.append(cls())
+        for params in NON_DEFAULT.get(cls.__name__, ()):
+            out.append(cls(**params))
+    return out
+
+
+def test_every_public_estimator_is_checked():
+    exported = {cls.__name__ for cls in _public_estimators()}
+    checked = {type(est).__name__ for est in _instances()}
+    assert exported == checked
+
+
+@parametrize_with_checks(_instances())
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
