@@ -2,7 +2,15 @@
 
 from . import gaussian
 from ._posterior import PatternPosterior, PosteriorStats
+from .path_extrapolation import PathExtrapolationDensity, path_convergence
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["PatternPosterior", "PosteriorStats", "gaussian", "__version__"]
+__all__ = [
+    "PathExtrapolationDensity",
+    "PatternPosterior",
+    "PosteriorStats",
+    "gaussian",
+    "path_convergence",
+    "__version__",
+]

@@ -94,6 +94,10 @@ class PatternIndex:
             )
             ann.prepare()
             self._backend = ann
+        elif self.algorithm_ == "brute":
+            # Plain BLAS blocks: scikit-learn's brute backend costs tens of ms
+            # of dispatch per call, which dominates small per-step queries.
+            self._backend = _BruteSearch(self.patterns_)
         else:
             from sklearn.neighbors import NearestNeighbors
 
@@ -117,6 +121,8 @@ class PatternIndex:
             self._build()
         if self.algorithm_ == "nndescent":
             ind, _ = self._backend.query(queries, k=k, epsilon=_NNDESCENT_EPSILON)
+        elif self.algorithm_ == "brute":
+            ind = self._backend.kneighbors(queries, k)
         else:
             ind = self._backend.kneighbors(queries, n_neighbors=k, return_distance=False)
         ind = np.asarray(ind, dtype=np.int64)
@@ -135,3 +141,26 @@ class PatternIndex:
         if state.get("algorithm_") == "nndescent":
             state["_backend"] = None
         return state
+
+
+class _BruteSearch:
+    """Exact k-nearest search by blocked BLAS distance expansion."""
+
+    _BLOCK_ELEMENTS = 2**22
+
+    def __init__(self, patterns):
+        self.patterns = patterns
+        self.sq_norms = np.einsum("nd,nd->n", patterns, patterns)
+
+    def kneighbors(self, queries, k):
+        n = self.patterns.shape[0]
+        rows = max(1, self._BLOCK_ELEMENTS // n)
+        out = np.empty((queries.shape[0], k), dtype=np.int64)
+        for start in range(0, queries.shape[0], rows):
+            q = queries[start:start + rows]
+            d2 = self.sq_norms[None, :] - 2.0 * q @ self.patterns.T
+            if k < n:
+                out[start:start + rows] = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            else:
+                out[start:start + rows] = np.arange(n)
+        return out

@@ -26,7 +26,7 @@ from sklearn import get_config
 
 from ._neighbors import PatternIndex
 
-__all__ = ["PatternPosterior", "PosteriorStats"]
+__all__ = ["PatternPosterior", "PosteriorStats", "posterior_per_row"]
 
 # Each streamed block holds a few (queries x patterns) float64 temporaries;
 # a sixteenth of scikit-learn's working memory each keeps the peak near it.
@@ -189,9 +189,12 @@ class PatternPosterior:
         return self._x + self.offset
 
     def log_weights(self, ind=slice(None)):
-        if self._log_w is None:
-            return np.zeros(np.arange(self.n_patterns)[ind].shape)
-        return self._log_w[ind]
+        """Log-weights of the patterns ``ind`` (an index array or a slice)."""
+        if self._log_w is not None:
+            return self._log_w[ind]
+        if isinstance(ind, slice):
+            return np.zeros(len(range(*ind.indices(self.n_patterns))))
+        return np.zeros(np.shape(ind))
 
     # ------------------------------------------------------------------ groups
     def group(self, label):
@@ -473,4 +476,40 @@ def _softmax_moments(logits, vecs, want_mean, want_spread):
             second = weights @ np.einsum("mcd,mcd->mc", rel, rel)[:, :, None]
             spread = second[:, :, 0] - np.einsum("mrd,mrd->mr", first, first)
             out.spread = np.maximum(spread, 0.0)
+    return out
+
+
+def posterior_per_row(queries, patterns, s2, *, spread=False):
+    """The engine for many tiny problems: each query row owns its patterns.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d)
+    patterns : ndarray of shape (d, m, p)
+        Feature-major: ``patterns[:, i, :]`` are the p patterns of row i.  This
+        layout keeps every pass over the (m, p) logits contiguous.
+    s2 : float or ndarray of shape (m,)
+    spread : bool, default=False
+
+    Returns
+    -------
+    PosteriorStats
+        ``log_norm`` (m,), ``mean`` (m, d), and ``spread`` (m,) if asked.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    s2 = _as_variance(s2, q.shape[0])
+    sq_dist = np.square(patterns[0] - q[:, :1])
+    for j in range(1, q.shape[1]):
+        sq_dist += np.square(patterns[j] - q[:, j:j + 1])
+    nearest = sq_dist.min(axis=1)
+    sq_dist -= nearest[:, None]
+    sq_dist *= -0.5 / s2[:, None]
+    weights = np.exp(sq_dist, out=sq_dist)
+    mass = weights.sum(axis=1)
+    weights /= mass[:, None]
+    out = PosteriorStats(np.log(mass) - nearest / (2.0 * s2))
+    out.mean = np.stack([np.einsum("mp,mp->m", weights, x) for x in patterns], axis=1)
+    if spread:
+        out.spread = sum(np.einsum("mp,mp->m", weights, np.square(x - mu[:, None]))
+                         for x, mu in zip(patterns, out.mean.T))
     return out

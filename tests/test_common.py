@@ -13,7 +13,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import sklearn_diffsample
 
 # Parameter sets that take other code paths than the defaults.
-NON_DEFAULT = {}
+NON_DEFAULT = {
+    "PathExtrapolationDensity": [
+        dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64,
+             extrapolation="richardson", variance_correction=True),
+        dict(n_steps=10, extrapolation="exact", algorithm="kd_tree", n_reference_samples=100),
+    ],
+}
 
 
 def _public_estimators():

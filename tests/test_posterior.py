@@ -236,3 +236,18 @@ def test_million_patterns_stream_in_bounded_memory():
         log_norm, mean, _ = brute_posterior(queries[i:i + 1], patterns, 0.5)
         _close(stats.log_norm[i:i + 1], log_norm, 1e-10)
         np.testing.assert_allclose(stats.mean[i], mean[0], atol=1e-10)
+
+
+def test_posterior_per_row_matches_brute_force_for_each_row():
+    from sklearn_diffsample._posterior import posterior_per_row
+
+    rng = np.random.default_rng(12)
+    queries = rng.normal(size=(20, 3))
+    own = rng.normal(size=(20, 15, 3)) * 2.0
+    s2 = rng.uniform(0.1, 3.0, size=20)
+    stats = posterior_per_row(queries, own.transpose(2, 0, 1), s2, spread=True)
+    for i in range(20):
+        log_norm, mean, spread = brute_posterior(queries[i:i + 1], own[i], s2[i])
+        _close(stats.log_norm[i:i + 1], log_norm, 1e-12)
+        np.testing.assert_allclose(stats.mean[i], mean[0], atol=1e-12)
+        np.testing.assert_allclose(stats.spread[i], spread[0], rtol=1e-10)

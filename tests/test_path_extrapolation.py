@@ -1,0 +1,300 @@
+"""PathExtrapolationDensity and the path-convergence diagnostic.
+
+References: the paper's 1-D oracle numbers (arXiv 2606.12161, as restated in
+the project spec), a closed-form propagation of the Gaussian p = infinity path,
+brute-force posteriors, chi-square / KS tests with stated false-alarm rates,
+and quadrature of the density.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from joblib import parallel_config
+from scipy import stats
+from scipy.integrate import quad
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import check_estimator
+
+from sklearn_diffsample import PatternPosterior
+from sklearn_diffsample.path_extrapolation import (
+    PathExtrapolationDensity,
+    _integrate_dt,
+    bridge_query,
+    gaussian_bridge_posterior,
+    path_convergence,
+    tower_draw,
+)
+
+from ._reference import brute_posterior
+
+FAST = dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64)
+
+
+# ----------------------------------------------------------- the dt dynamics
+def test_bridge_query_gives_the_path_weights():
+    rng = np.random.default_rng(0)
+    patterns = rng.normal(size=(40, 3))
+    x_tau, x_beta = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    tau, beta = 0.3, 1.7
+    q, s2 = bridge_query(x_tau, x_beta, tau, beta)
+    # pi_nu ∝ exp(-|x_nu - x_tau|^2/(2 tau) + |x_nu - x_beta|^2/(2 beta)), directly.
+    logits = (-np.sum((patterns[None] - x_tau[:, None]) ** 2, axis=2) / (2 * tau)
+              + np.sum((patterns[None] - x_beta[:, None]) ** 2, axis=2) / (2 * beta))
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    got = PatternPosterior(patterns).query(q, s2, mean=True).mean
+    np.testing.assert_allclose(got, prob @ patterns, rtol=1e-11, atol=1e-12)
+    # At tau = beta the weights are uniform.
+    q, s2 = bridge_query(x_beta, x_beta, beta, beta)
+    flat = PatternPosterior(patterns).query(q, s2, mean=True).mean
+    np.testing.assert_allclose(flat, np.broadcast_to(patterns.mean(0), flat.shape),
+                               rtol=1e-13, atol=1e-13)
+
+
+def _gaussian_endpoint_law(variance_correction, beta=10.0, n_steps=100, sigma=5.0):
+    """Exact mean and std of the p = infinity dt endpoint, through the code's steps.
+
+    The step is affine in (x, noise) with a deterministic variance for a
+    Gaussian target, so row 0 (no noise) gives the mean and row j (a unit
+    impulse at step j only) the j-th column of the noise-to-endpoint map.
+    """
+    impulses = np.zeros((n_steps + 1, n_steps + 1, 1))
+    impulses[np.arange(1, n_steps + 1), np.arange(1, n_steps + 1)] = 1.0
+    x_beta = np.ones((n_steps + 1, 1))
+
+    def denoise(x, tau):
+        m, v = gaussian_bridge_posterior(x, x_beta, tau, beta, 0.0, sigma**2)
+        return m, np.full(x.shape[:2], v)
+
+    x0, _ = _integrate_dt(x_beta, denoise, lambda k: impulses[k], beta=beta,
+                          n_steps=n_steps, n_paths=1,
+                          variance_correction=variance_correction)
+    x0 = x0[0, :, 0]
+    return x0[0], np.sqrt(np.sum((x0[1:] - x0[0]) ** 2))
+
+
+def test_gaussian_p_infinity_path_endpoint_law():
+    mean, std = _gaussian_endpoint_law(False)
+    assert abs(mean) < 1e-12
+    assert std == pytest.approx(4.8978, abs=5e-5)
+    mean, std = _gaussian_endpoint_law(True)
+    assert abs(mean) < 1e-12
+    assert std == pytest.approx(5.0, rel=1e-12)
+
+
+# ------------------------------------------------------------ the 1-D oracle
+@pytest.fixture(scope="module")
+def small_p():
+    # Bootstrap relative std of the scaled medians at 30000 realisations:
+    # 0.7%; of the 50/100 median ratio: 0.011; of the p*MSD differences: 1.4.
+    return path_convergence([10, 50, 100], 30000, random_state=11, n_jobs=2)
+
+
+def test_oracle_scaled_median_is_flat_at_small_p(small_p):
+    # Tolerances of 4% are >= 4.5 bootstrap standard errors (false alarm < 1e-5).
+    med = small_p.scaled_median
+    np.testing.assert_allclose(med[[0, 2], 0], 5.6, rtol=0.04)
+    np.testing.assert_allclose(med[:, 1], 4.5, rtol=0.04)
+    np.testing.assert_allclose(med[:, 2], 2.1, rtol=0.04)
+    ratio = small_p.median[1, 0] / small_p.median[2, 0]
+    assert ratio == pytest.approx(1.41, abs=0.03)  # 2.8 standard errors
+
+
+def test_oracle_mean_square_keeps_growing(small_p):
+    msd = small_p.scaled_msd[:, 0]
+    # Differences 13 and 6.4 at 1.2 and 1.4 bootstrap std: > 4.5 sigma each.
+    assert msd[0] < msd[1] < msd[2]
+    assert 70 < msd[0] < 90 and msd[2] < 115
+
+
+def test_oracle_scaled_median_at_p_1000():
+    # 6000 realisations: bootstrap relative std 1.3%, truth ~5.6-5.63, so the
+    # +-4% band holds at >= 2.8 standard errors.
+    res = path_convergence([1000], 6000, taus=[0.0], random_state=12, n_jobs=2)
+    assert res.scaled_median[0, 0] == pytest.approx(5.6, rel=0.04)
+
+
+def test_path_convergence_arguments():
+    with pytest.raises(ValueError, match="not on the grid"):
+        path_convergence([10], 5, taus=[0.05])
+    with pytest.raises(ValueError, match="p_values"):
+        path_convergence([0, 10], 5)
+    a = path_convergence([5, 20], 40, n_features=2, taus=[0.0, 10.0], random_state=3)
+    b = path_convergence([5, 20], 40, n_features=2, taus=[0.0, 10.0], random_state=3,
+                         batch_size=7, n_jobs=2)
+    assert a.scaled_median.shape == (2, 2)
+    np.testing.assert_array_equal(a.deviations[:, 1], 0.0)  # every path starts at x_beta
+    # Chunking changes which realisations are drawn together, not their law;
+    # the same chunking gives the same bits for any n_jobs.
+    c = path_convergence([5, 20], 40, n_features=2, taus=[0.0, 10.0], random_state=3,
+                         batch_size=7, n_jobs=1)
+    np.testing.assert_array_equal(b.deviations, c.deviations)
+
+
+# ------------------------------------------------------------------ exact
+def test_tower_draw_samples_the_posterior():
+    rng = np.random.default_rng(4)
+    patterns = rng.normal(size=(25, 2))
+    post = PatternPosterior(patterns, algorithm="brute")
+    q = np.repeat(rng.normal(size=(1, 2)), 20000, axis=0)
+    logits = -np.sum((patterns - q[0]) ** 2, axis=1) / (2 * 0.8)
+    prob = np.exp(logits - logits.max())
+    prob /= prob.sum()
+    # n_near = 3 sends most of the mass through the rejection branch.
+    nu = tower_draw(post, patterns, q, 0.8, np.random.default_rng(5), n_near=3)
+    counts = np.bincount(nu, minlength=25)
+    # Rare patterns pooled so that every expected count is >= 5.
+    keep = prob * len(nu) >= 5
+    observed = np.append(counts[keep], counts[~keep].sum())
+    expected = np.append(prob[keep], prob[~keep].sum()) * len(nu)
+    observed, expected = observed[expected > 0], expected[expected > 0]
+    assert stats.chisquare(observed, expected).pvalue > 1e-4  # false alarm 1e-4
+
+
+def test_exact_endpoints_are_training_rows_with_uniform_frequencies():
+    X = np.random.default_rng(6).normal(size=(20, 2)) * [3.0, 0.1] + [5.0, -2.0]
+    est = PathExtrapolationDensity(extrapolation="exact", n_steps=20, batch_size=500,
+                                   random_state=0).fit(X)
+    ends = est.sample_endpoints(4000, random_state=1)
+    rows = {tuple(r) for r in X}
+    assert all(tuple(r) in rows for r in ends)  # bit-equal
+    index = {tuple(r): i for i, r in enumerate(X)}
+    counts = np.bincount([index[tuple(r)] for r in ends], minlength=20)
+    assert stats.chisquare(counts).pvalue > 1e-4  # uniform; false alarm 1e-4
+
+
+@pytest.mark.parametrize("extrapolation", ["none", "halves"])
+def test_dt_and_halves_do_not_copy(extrapolation):
+    # The paper's 1-D setting: N(0, 25), 100 patterns, default beta and steps.
+    # (The raw dt path can copy isolated patterns when they are sparse
+    # relative to sqrt(dtau): see the class Notes.)
+    X = np.random.default_rng(0).normal(size=(100, 1)) * 5.0
+    est = PathExtrapolationDensity(extrapolation=extrapolation, n_splits=4,
+                                   n_reference_samples=10, random_state=0).fit(X)
+    ends = est.sample_endpoints(1000, random_state=2)
+    nearest = np.min(np.abs(ends - X.T), axis=1)
+    assert np.mean(nearest < 1e-9) < 0.01
+
+
+def test_extrapolation_rules_are_the_stated_combinations():
+    X = np.random.default_rng(8).normal(size=(30, 1))
+    kw = dict(FAST, random_state=0)
+    a = PathExtrapolationDensity(extrapolation_coef=0.4, **kw).fit(X)
+    b = PathExtrapolationDensity(extrapolation_coef=1.0, **kw).fit(X)
+    c = PathExtrapolationDensity(extrapolation_coef=0.0, **kw).fit(X)
+    r = PathExtrapolationDensity(extrapolation="richardson", **kw).fit(X)
+    xa, xb, xc, xr = (e.sample_endpoints(50, random_state=3) for e in (a, b, c, r))
+    # Same seed: same full and half paths, so x(c) = x_full + c (half - x_full).
+    np.testing.assert_allclose(xa, xc + 0.4 * (xb - xc), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xr, xc - (xb - xc) / (np.sqrt(2) - 1), rtol=1e-10,
+                               atol=1e-10)
+
+
+# --------------------------------------------------------------- density
+def test_density_integrates_to_one_in_1d():
+    X = np.random.default_rng(9).gamma(2.0, size=(40, 1)) * 10 + 100
+    est = PathExtrapolationDensity(bandwidth=0.3, random_state=0, **FAST).fit(X)
+
+    def density(t):
+        return np.exp(est.score_samples([[t]]))[0]
+
+    lo, hi = est.endpoints_.min() - 20, est.endpoints_.max() + 20
+    total, _ = quad(density, lo, hi, limit=400, points=np.linspace(lo, hi, 40))
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_density_integrates_to_one_in_2d():
+    X = np.random.default_rng(10).normal(size=(40, 2)) * [2.0, 0.5]
+    est = PathExtrapolationDensity(bandwidth=0.4, random_state=0, **FAST).fit(X)
+    lo, hi = est.endpoints_.min(0) - 3 * est.scale_, est.endpoints_.max(0) + 3 * est.scale_
+    gx, gy = np.linspace(lo[0], hi[0], 301), np.linspace(lo[1], hi[1], 301)
+    grid = np.column_stack([a.ravel() for a in np.meshgrid(gx, gy)])
+    dens = np.exp(est.score_samples(grid)).reshape(301, 301)
+    total = np.trapezoid(np.trapezoid(dens, gx, axis=1), gy)
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
+def test_score_is_the_kde_of_the_fit_endpoints():
+    X = np.random.default_rng(11).normal(size=(50, 2)) * [1.0, 4.0]
+    est = PathExtrapolationDensity(bandwidth=0.5, random_state=0, **FAST).fit(X)
+    Y = np.random.default_rng(12).normal(size=(7, 2)) * 3
+    z_end = (est.endpoints_ - est.location_) / est.scale_
+    log_norm, _, _ = brute_posterior((Y - est.location_) / est.scale_, z_end, 0.25)
+    expected = (log_norm - np.log(len(z_end)) - np.log(2 * np.pi * 0.25)
+                - np.sum(np.log(est.scale_)))
+    np.testing.assert_allclose(est.score_samples(Y), expected, rtol=1e-11)
+    again = PathExtrapolationDensity(bandwidth=0.5, random_state=0, **FAST).fit(X)
+    np.testing.assert_array_equal(again.endpoints_, est.endpoints_)  # deterministic
+    assert np.all(np.isfinite(est.score_samples([[1e6, -1e6]])))
+
+
+def test_sample_law_matches_the_scored_density():
+    X = np.random.default_rng(13).normal(size=(40, 1))
+    est = PathExtrapolationDensity(bandwidth=0.3, random_state=0,
+                                   **dict(FAST, n_reference_samples=2000)).fit(X)
+    drawn = est.sample(1500, random_state=4)[:, 0]
+    rng = np.random.default_rng(5)
+    kde = (est.endpoints_[rng.integers(0, 2000, 1500), 0]
+           + 0.3 * est.scale_[0] * rng.standard_normal(1500))
+    assert stats.ks_2samp(drawn, kde).pvalue > 1e-3  # false alarm 1e-3
+
+
+def test_grid_search_over_bandwidth_and_coefficient():
+    X = np.random.default_rng(14).normal(size=(45, 2))
+    search = GridSearchCV(
+        PathExtrapolationDensity(random_state=0, **dict(FAST, n_steps=10)),
+        {"bandwidth": [0.2, 0.6], "extrapolation_coef": [0.0, 0.4]}, cv=3,
+    ).fit(X)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_params_["bandwidth"] in (0.2, 0.6)
+
+
+# ------------------------------------------------------- scikit-learn contract
+@pytest.mark.parametrize("params", [
+    FAST,
+    dict(extrapolation="exact", n_steps=15, algorithm="kd_tree", bandwidth=0.5),
+    dict(extrapolation="richardson", n_steps=10, variance_correction=True,
+         reference=(0.5, 2.0), n_reference_samples=50),
+])
+def test_check_estimator(params):
+    check_estimator(PathExtrapolationDensity(**params))
+
+
+@pytest.mark.parametrize("extrapolation", ["halves", "exact"])
+def test_pickle_round_trip(extrapolation):
+    X = np.random.default_rng(15).normal(size=(30, 2))
+    est = PathExtrapolationDensity(extrapolation=extrapolation, random_state=0,
+                                   **FAST).fit(X)
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(back.sample(20, random_state=0),
+                                  est.sample(20, random_state=0))
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+@pytest.mark.parametrize("extrapolation", ["halves", "exact"])
+def test_same_seed_same_bits_for_any_n_jobs(backend, extrapolation):
+    X = np.random.default_rng(16).normal(size=(30, 2))
+    est = PathExtrapolationDensity(extrapolation=extrapolation, random_state=0,
+                                   **FAST).fit(X)
+    reference = est.sample(150, random_state=0)
+    with parallel_config(backend=backend):
+        again = est.set_params(n_jobs=2).sample(150, random_state=0)
+    np.testing.assert_array_equal(again, reference)
+
+
+def test_bad_input_gets_clear_errors():
+    X = np.random.default_rng(17).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="n_samples = 1"):
+        PathExtrapolationDensity().fit(X[:1])
+    PathExtrapolationDensity(extrapolation="none", **FAST).fit(X[:1])  # no split needed
+    with pytest.raises(ValueError, match="reference scale"):
+        PathExtrapolationDensity(reference=(0.0, -1.0), **FAST).fit(X)
+    with pytest.raises(ValueError, match="pair"):
+        PathExtrapolationDensity(reference=(0.0, 1.0, 2.0), **FAST).fit(X)
+    est = PathExtrapolationDensity(**FAST).fit(X)
+    assert est.sample(0).shape == (0, 2)
+    assert est.sample_endpoints(0).shape == (0, 2)
+    with pytest.raises(ValueError, match="n_samples"):
+        est.sample_endpoints(-1)
