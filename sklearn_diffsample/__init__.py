@@ -2,11 +2,13 @@
 
 from . import gaussian
 from ._posterior import PatternPosterior, PosteriorStats
+from .mmsold import MMSOLDSampler
 from .path_extrapolation import PathExtrapolationDensity, path_convergence
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MMSOLDSampler",
     "PathExtrapolationDensity",
     "PatternPosterior",
     "PosteriorStats",

@@ -4,10 +4,16 @@ pynndescent compiles with numba on first use (about a minute of CPU per
 process), so the suite builds one approximate index per session and shares it.
 """
 
-import numpy as np
-import pytest
+import os
 
-from sklearn_diffsample._neighbors import PatternIndex
+# scikit-learn's array-API check (NumPy inputs with dispatch on) runs only when
+# scipy is imported with this set; otherwise it is skipped, not passed.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from sklearn_diffsample._neighbors import PatternIndex  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,11 @@ import sklearn_diffsample
 
 # Parameter sets that take other code paths than the defaults.
 NON_DEFAULT = {
+    "MMSOLDSampler": [
+        dict(n_steps=4, batch_size=30, integrator="em", smoothing=0.0),
+        dict(n_steps=4, batch_size=30, score_estimator="knn", n_neighbors=5, n_remainder=5,
+             algorithm="kd_tree", interaction="independent"),
+    ],
     "PathExtrapolationDensity": [
         dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64,
              extrapolation="richardson", variance_correction=True),

@@ -1,0 +1,277 @@
+"""MMSOLDSampler: manifold algebra, exact swarm moments, the sigma = 0 KDE, the
+calibrated tilted density on the unit circle, stability and the sklearn contract."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from joblib import parallel_config
+from scipy.stats import ks_2samp
+from sklearn.utils.estimator_checks import check_estimator
+
+from sklearn_diffsample import PatternPosterior
+from sklearn_diffsample._manifold import retract, sym, symmetric_sqrt, tangent_project
+from sklearn_diffsample._parallel import chunk_sizes
+from sklearn_diffsample.metrics import sliced_wasserstein
+from sklearn_diffsample.datasets import make_target
+from sklearn_diffsample.mmsold import MMSOLDSampler, smoothed_gradient
+
+from ._reference import brute_kde_log_density, brute_posterior
+
+# Each KS test below runs at level ALPHA; a test with k of them fails by chance
+# with probability <= k * ALPHA (Bonferroni), with fixed seeds it is deterministic.
+ALPHA = 0.002
+
+
+def _circle(n=12):
+    theta = 2 * np.pi * np.arange(n) / n
+    return np.c_[np.cos(theta), np.sin(theta)]
+
+
+def _projections(Z, n_dirs=3):
+    angles = np.pi * np.arange(n_dirs) / n_dirs
+    return Z @ np.c_[np.cos(angles), np.sin(angles)].T
+
+
+# ------------------------------------------------------------ manifold algebra
+def test_manifold_algebra():
+    rng = np.random.default_rng(0)
+    P, d = 40, 5
+    Y = retract(rng.normal(size=(P, d)) + 3.0)
+    np.testing.assert_allclose(Y.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Y.T @ Y, P * np.eye(d), atol=1e-12)
+    G = rng.normal(size=(P, d))
+    Pi = tangent_project(Y, G)
+    np.testing.assert_allclose(sym(Y.T @ Pi), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Pi.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(tangent_project(Y, Pi), Pi, atol=1e-12)  # a projection
+    np.testing.assert_allclose(retract(Y), Y, atol=1e-12)  # identity on the manifold
+    # Cholesky-QR equals thin QR with positive diagonal, times sqrt(P).
+    B = rng.normal(size=(P, d))
+    B -= B.mean(axis=0)
+    Q, R = np.linalg.qr(B)
+    np.testing.assert_allclose(retract(B), np.sqrt(P) * Q * np.sign(np.diag(R)), atol=1e-12)
+    S = rng.normal(size=(d, d))
+    S = S @ S.T + np.eye(d)
+    A, A_inv = symmetric_sqrt(S)
+    np.testing.assert_allclose(A @ A, S, atol=1e-12)
+    np.testing.assert_allclose(A, A.T, atol=0)
+    np.testing.assert_allclose(A @ A_inv, np.eye(d), atol=1e-12)
+
+
+def test_pull_back_gradient_matches_finite_differences():
+    # F(Y) = sum_p U(mu + A y_p), U = -log pi_delta: grad_Y F = G_Z A.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 3))
+    post, delta = PatternPosterior(X), 0.4
+    mu = X.mean(axis=0)
+    A, _ = symmetric_sqrt(np.cov(X.T, bias=True) + delta**2 * np.eye(3))
+    Y = retract(rng.normal(size=(10, 3)))
+
+    def F(Y):
+        return -brute_kde_log_density(mu + Y @ A, X, delta).sum()
+
+    G_Y = smoothed_gradient(post, mu + Y @ A, delta**2, 0.0, 2, rng) @ A
+    D = rng.normal(size=Y.shape)
+    eps = 1e-5
+    fd = (F(Y + eps * D) - F(Y - eps * D)) / (2 * eps)
+    assert np.sum(G_Y * D) == pytest.approx(fd, rel=1e-6)
+
+
+# ------------------------------------------------------------- swarm moments
+@pytest.mark.filterwarnings("ignore:The importance sampler")  # 5-step calibration
+@pytest.mark.parametrize("params", [
+    dict(integrator="lm"),
+    dict(integrator="em", whiten=1, smoothing=0.3),
+])
+def test_every_returned_swarm_has_the_target_moments(params):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 3)) * [3.0, 1.0, 0.2] + [5.0, -1.0, 0.0]
+    est = MMSOLDSampler(bandwidth=0.3, n_steps=5, batch_size=40, random_state=0,
+                        **params).fit(X)
+    mu = X.mean(axis=0)
+    np.testing.assert_allclose(est.target_mean_, mu, atol=1e-12)
+    if "whiten" not in params:
+        np.testing.assert_allclose(est.target_covariance_,
+                                   np.cov(X.T, bias=True) + 0.09 * np.eye(3), atol=1e-12)
+    n = 2 * 40 + 7
+    Z = est.sample(n, random_state=3)
+    sizes = chunk_sizes(n, 40, min_size=40)
+    assert sizes == [40, 47]
+    for part in np.split(Z, np.cumsum(sizes)[:-1]):
+        np.testing.assert_allclose(part.mean(axis=0), est.target_mean_, atol=1e-10)
+        np.testing.assert_allclose(np.cov(part.T, bias=True), est.target_covariance_,
+                                   atol=1e-10)
+    # A request below the swarm size takes part of one full swarm.
+    small = est.sample(5, random_state=3)
+    np.testing.assert_array_equal(small, est.sample(40, random_state=3)[:5])
+
+
+# ------------------------------------------------------------------ sigma = 0
+def test_sigma_zero_is_the_kde_in_closed_form_and_samples_it():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2)) * [2.0, 0.5]
+    delta = 0.3
+    est = MMSOLDSampler(bandwidth=delta, smoothing=0.0, n_steps=60, batch_size=800,
+                        random_state=0).fit(X)
+    queries = rng.normal(size=(50, 2)) * 4.0
+    np.testing.assert_allclose(est.score_samples(queries),
+                               brute_kde_log_density(queries, X, delta), atol=1e-10)
+    assert est.log_normalizer_ == 0.0
+    np.testing.assert_array_equal(est.tilt_quadratic_, 0.0)
+    # Two-sample KS tests on three projections against iid pi_delta draws.
+    Z = est.sample(800, random_state=5)
+    ref = X[rng.integers(0, 40, 4000)] + delta * rng.normal(size=(4000, 2))
+    pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
+    assert min(pvalues) > ALPHA, pvalues
+
+
+# ------------------------------------------------ the tilted density, circle
+@pytest.fixture(scope="module", params=[(0.1, -0.71), (0.2, -2.7)], ids=["sigma0.1", "sigma0.2"])
+def circle_fit(request):
+    sigma, expected = request.param
+    est = MMSOLDSampler(bandwidth=0.1, smoothing=sigma, batch_size=1000, n_steps=200,
+                        random_state=0).fit(_circle())
+    return est, expected
+
+
+def _grid(step=0.02, half_width=1.8):
+    ticks = np.arange(-half_width, half_width + step / 2, step)
+    gx, gy = np.meshgrid(ticks, ticks)
+    return np.c_[gx.ravel(), gy.ravel()], step**2
+
+
+def test_circle_multipliers_match_the_dual_solution(circle_fit):
+    # Reference: the exact dual solve gives Lambda = diag(-0.69, -0.73) at
+    # sigma = 0.1 and about -2.7 I at sigma = 0.2 (spec mmsold.md); lambda = 0
+    # and the off-diagonal entries vanish by symmetry.
+    est, expected = circle_fit
+    Lam = est.tilt_quadratic_
+    np.testing.assert_allclose(np.diag(Lam), expected, atol=0.15)
+    assert abs(Lam[0, 1]) < 0.15
+    np.testing.assert_allclose(est.tilt_linear_, 0.0, atol=0.15)
+
+
+def test_circle_log_normalizer_matches_grid_quadrature(circle_fit):
+    est, _ = circle_fit
+    C, delta, sigma = _circle(), est.bandwidth_, est.smoothing_
+    grid, cell = _grid()
+    # The unnormalised tilted density from an independent brute-force KDE and
+    # the estimator's fixed smoothing draws.
+    V = -np.mean([brute_kde_log_density(grid + sigma * e, C, delta)
+                  for e in est.score_noise_], axis=0)
+    energy = (V + grid @ est.tilt_linear_
+              + 0.5 * np.einsum("nd,de,ne->n", grid, est.tilt_quadratic_, grid))
+    log_z = np.log(np.sum(np.exp(-energy)) * cell)
+    assert est.log_normalizer_ == pytest.approx(log_z, abs=5e-3)
+    assert est.calibration_ess_ > 0.3
+    mass = np.sum(np.exp(est.score_samples(grid))) * cell
+    assert mass == pytest.approx(1.0, abs=0.01)
+
+
+def test_circle_samples_follow_the_tilted_density(circle_fit):
+    # Rejection sampling of rho = exp(score_samples) on a box holding all but a
+    # negligible part of its mass, against the swarm run to stationarity.
+    est, _ = circle_fit
+    rng = np.random.default_rng(6)
+    grid, _ = _grid()
+    bound = 1.2 * np.exp(est.score_samples(grid)).max()
+    proposals = rng.uniform(-1.8, 1.8, size=(20000, 2))
+    density = np.exp(est.score_samples(proposals))
+    assert density.max() < bound
+    ref = proposals[rng.uniform(0, bound, len(proposals)) < density]
+    Z = est.sample(1000, random_state=7)
+    pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
+    pvalues.append(ks_2samp(np.linalg.norm(Z, axis=1), np.linalg.norm(ref, axis=1)).pvalue)
+    assert len(ref) > 800
+    assert min(pvalues) > ALPHA, pvalues
+
+
+# ---------------------------------------------------------------- stability
+@pytest.mark.parametrize("smoothing", [0.0, "auto"])
+def test_default_step_size_stays_stable_over_long_runs(smoothing):
+    target = make_target("checkerboard")
+    X = target.sample(200, random_state=0)
+    fresh = target.sample(2000, random_state=1)
+    floor = sliced_wasserstein(X, fresh, random_state=0)  # the training set's own distance
+    est = MMSOLDSampler(smoothing=smoothing, n_steps=10, batch_size=60,
+                        n_smoothing_draws=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a 10-step calibration is rough
+        est.fit(X)
+    distances = []
+    for n_steps in (10, 1000):
+        Z = est.set_params(n_steps=n_steps).sample(120, random_state=2)
+        distances.append(sliced_wasserstein(Z, fresh, random_state=0))
+    assert max(distances) < 2.0 * floor + 0.05, (distances, floor)
+
+
+# --------------------------------------------------------------- estimators
+def test_knn_gradient_agrees_with_exact_within_monte_carlo_error():
+    rng = np.random.default_rng(8)
+    X = make_target("two_spirals").sample(3000, random_state=0)
+    exact = PatternPosterior(X)
+    knn = PatternPosterior(X, algorithm="kd_tree")
+    Z = X[:200] + 0.05 * rng.normal(size=(200, 2))
+    s2, sigma = 0.02**2, 0.08
+    # Same seed: same perturbations, so the difference is the remainder's error.
+    g_exact = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(1))
+    g_knn = smoothed_gradient(knn, Z, s2, sigma, 8, np.random.default_rng(1), knn=(50, 50))
+    g_other = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(2))
+    mc_error = np.sqrt(np.mean((g_exact - g_other) ** 2))
+    assert np.sqrt(np.mean((g_knn - g_exact) ** 2)) < 0.5 * mc_error
+    # Scores: certified top-k scoring equals exact scoring.
+    kw = dict(bandwidth=0.05, smoothing=0.0, n_steps=1, random_state=0)
+    a = MMSOLDSampler(score_estimator="exact", **kw).fit(X).score_samples(Z)
+    b = MMSOLDSampler(score_estimator="knn", algorithm="kd_tree", **kw).fit(X).score_samples(Z)
+    np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+# ---------------------------------------------------------- sklearn contract
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("est", [
+    MMSOLDSampler(n_steps=4, batch_size=30),
+    MMSOLDSampler(smoothing=0.0, integrator="em", whiten=1, interaction="independent",
+                  score_estimator="knn", algorithm="brute", n_neighbors=5, n_remainder=5,
+                  n_steps=3, batch_size=20),
+])
+def test_check_estimator(est):
+    check_estimator(est)
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    X = np.random.default_rng(9).normal(size=(60, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return MMSOLDSampler(n_steps=5, batch_size=30, random_state=0).fit(X)
+
+
+def test_pickle_round_trip(small_fit):
+    again = pickle.loads(pickle.dumps(small_fit))
+    Q = np.random.default_rng(10).normal(size=(20, 2))
+    np.testing.assert_array_equal(again.score_samples(Q), small_fit.score_samples(Q))
+    np.testing.assert_array_equal(again.sample(70, random_state=0),
+                                  small_fit.sample(70, random_state=0))
+
+
+@pytest.mark.parametrize("interaction", ["swarm", "independent"])
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_n_jobs_invariance(small_fit, backend, interaction):
+    est = pickle.loads(pickle.dumps(small_fit)).set_params(interaction=interaction)
+    reference = est.sample(95, random_state=0)
+    with parallel_config(backend=backend):
+        again = est.set_params(n_jobs=2).sample(95, random_state=0)
+    np.testing.assert_array_equal(again, reference)
+
+
+def test_bad_parameters_get_clear_errors():
+    X = np.random.default_rng(11).normal(size=(30, 4))
+    with pytest.raises(ValueError, match="n_features \\+ 1"):
+        MMSOLDSampler(batch_size=3).fit(X)
+    with pytest.raises(ValueError, match="even"):
+        MMSOLDSampler(n_smoothing_draws=3).fit(X)
+    with pytest.warns(UserWarning, match="unstable"):
+        MMSOLDSampler(bandwidth=0.1, smoothing=0.0, step_size=10.0).fit(X)
+    assert MMSOLDSampler(smoothing=0.0).fit(X).sample(0).shape == (0, 4)
