@@ -2,16 +2,20 @@
 
 from . import gaussian
 from ._posterior import PatternPosterior, PosteriorStats
+from .compose import TransformedDensity
+from .guided import GuidedDiffusionSampler
 from .mmsold import MMSOLDSampler
 from .path_extrapolation import PathExtrapolationDensity, path_convergence
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GuidedDiffusionSampler",
     "MMSOLDSampler",
     "PathExtrapolationDensity",
     "PatternPosterior",
     "PosteriorStats",
+    "TransformedDensity",
     "gaussian",
     "path_convergence",
     "__version__",

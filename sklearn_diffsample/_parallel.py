@@ -17,7 +17,7 @@ from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-__all__ = ["seed_sequence", "chunk_sizes", "run_chunks", "Progress"]
+__all__ = ["seed_sequence", "chunk_sizes", "chunk_slices", "run_chunks", "Progress"]
 
 
 def seed_sequence(random_state):
@@ -62,6 +62,12 @@ def chunk_sizes(n_samples, batch_size, min_size=1):
         else:
             sizes.append(rest)
     return sizes
+
+
+def chunk_slices(n_samples, batch_size, min_size=1):
+    """The output rows of each chunk of :func:`chunk_sizes`, as slices."""
+    bounds = np.cumsum([0, *chunk_sizes(n_samples, batch_size, min_size)])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class Progress:
@@ -122,46 +128,49 @@ class Progress:
         return (Progress, (0, "", 0))
 
 
-def _run_chunk(func, chunk, size, seed, progress, parent_pid, inner_threads):
+def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
     rng = np.random.default_rng(seed)
-    report = partial(progress.step, chunk)
+    report = partial(progress.step, index)
     if inner_threads is None or os.getpid() == parent_pid:
         # Thread workers share the BLAS limit set once by the driver.
-        return func(size, rng, report)
+        return func(chunk, rng, report)
     with threadpool_limits(limits=inner_threads):
-        return func(size, rng, report)
+        return func(chunk, rng, report)
 
 
-def run_chunks(func, sizes, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
+def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
                desc="sampling"):
-    """Run ``func(size, rng, report)`` on each chunk, in parallel, in order.
+    """Run ``func(chunk, rng, report)`` on each chunk, in parallel, in order.
 
     Parameters
     ----------
     func : callable
-        ``func(size, rng, report)``: ``rng`` is the chunk's Generator and
-        ``report(n)`` advances the progress bar by n steps.
-    sizes : list of int
-        Chunk sizes (see :func:`chunk_sizes`).
+        ``func(chunk, rng, report)``: ``chunk`` is the item of ``chunks``,
+        ``rng`` the chunk's Generator, and ``report(n)`` advances the progress
+        bar by n steps.
+    chunks : list
+        One work description per chunk, handed to ``func`` as is: a chunk size
+        (see :func:`chunk_sizes`), or the slice of output rows the chunk
+        fills when per-row inputs (class labels, say) must follow it.
     seed : numpy.random.SeedSequence
         Root seed; chunk i uses its i-th spawned child.
     n_jobs : int or None
         joblib workers; None defers to the active ``parallel_config``.
     verbose : int
-        >= 1 shows a progress bar over ``len(sizes) * steps_per_chunk`` steps.
+        >= 1 shows a progress bar over ``len(chunks) * steps_per_chunk`` steps.
 
     Returns
     -------
     list
         ``func``'s results, in chunk order.
     """
-    children = seed.spawn(len(sizes))
-    workers = effective_n_jobs(n_jobs) if len(sizes) > 1 else 1
+    children = seed.spawn(len(chunks))
+    workers = effective_n_jobs(n_jobs) if len(chunks) > 1 else 1
     inner = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    progress = Progress(len(sizes) * steps_per_chunk, desc, verbose)
+    progress = Progress(len(chunks) * steps_per_chunk, desc, verbose)
     tasks = (
-        delayed(_run_chunk)(func, i, size, children[i], progress, os.getpid(), inner)
-        for i, size in enumerate(sizes)
+        delayed(_run_chunk)(func, i, chunk, children[i], progress, os.getpid(), inner)
+        for i, chunk in enumerate(chunks)
     )
     results = []
     try:

@@ -8,21 +8,32 @@ and with the non-default parameter sets listed for it in ``NON_DEFAULT``.
 import inspect
 
 from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_diffsample
+from sklearn_diffsample import GuidedDiffusionSampler
 
 # Parameter sets that take other code paths than the defaults.
 NON_DEFAULT = {
+    "GuidedDiffusionSampler": [
+        dict(score_model="gaussian", n_steps="auto", eta=0.5, n_neighbors=5,
+             data_bandwidth=0.1, bandwidth=0.3, final_denoise=True),
+    ],
     "MMSOLDSampler": [
-        dict(n_steps=4, batch_size=30, integrator="em", smoothing=0.0),
-        dict(n_steps=4, batch_size=30, score_estimator="knn", n_neighbors=5, n_remainder=5,
-             algorithm="kd_tree", interaction="independent"),
+        dict(n_steps=4, batch_size=30),
+        dict(smoothing=0.0, integrator="em", whiten=1, interaction="independent",
+             score_estimator="knn", algorithm="brute", n_neighbors=5, n_remainder=5,
+             n_steps=3, batch_size=20),
     ],
     "PathExtrapolationDensity": [
-        dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64,
-             extrapolation="richardson", variance_correction=True),
-        dict(n_steps=10, extrapolation="exact", algorithm="kd_tree", n_reference_samples=100),
+        dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64),
+        dict(extrapolation="exact", n_steps=15, algorithm="kd_tree", bandwidth=0.5),
+        dict(extrapolation="richardson", n_steps=10, variance_correction=True,
+             reference=(0.5, 2.0), n_reference_samples=50),
+    ],
+    "TransformedDensity": [
+        dict(transformer=PCA(whiten=True), estimator=GuidedDiffusionSampler(n_steps=5)),
     ],
 }
 

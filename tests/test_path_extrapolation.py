@@ -14,7 +14,6 @@ from joblib import parallel_config
 from scipy import stats
 from scipy.integrate import quad
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample.path_extrapolation import (
@@ -251,14 +250,6 @@ def test_grid_search_over_bandwidth_and_coefficient():
 
 
 # ------------------------------------------------------- scikit-learn contract
-@pytest.mark.parametrize("params", [
-    FAST,
-    dict(extrapolation="exact", n_steps=15, algorithm="kd_tree", bandwidth=0.5),
-    dict(extrapolation="richardson", n_steps=10, variance_correction=True,
-         reference=(0.5, 2.0), n_reference_samples=50),
-])
-def test_check_estimator(params):
-    check_estimator(PathExtrapolationDensity(**params))
 
 
 @pytest.mark.parametrize("extrapolation", ["halves", "exact"])

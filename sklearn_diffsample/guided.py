@@ -1,0 +1,692 @@
+"""Guided diffusion sampling with the exact score of the smoothed training data.
+
+No network is trained: the denoiser of the Gaussian-smoothed empirical
+distribution is a posterior mean over the stored patterns, which the engine
+(:class:`~sklearn_diffsample.PatternPosterior`) returns exactly.  On top of it
+sit the first-order exponential integrators (DDIM, DDPM and the eta family
+between them) and classifier-free guidance D_w = D_u + w (D_c - D_u).
+
+Notation (guided.md): x_t = alpha_t x_0 + sigma_t eps, lambda_t = log(alpha_t /
+sigma_t), a step s -> t has h = lambda_t - lambda_s > 0 and e^{-h} =
+alpha_s sigma_t / (sigma_s alpha_t).  Everything runs in internal coordinates
+z = (x - location_) / data_scale_, where N(0, I) is the right start whatever the
+data's units; results are reported in data units.
+"""
+
+import warnings
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
+
+from ._base import BaseDiffusionDensity, check_n_samples, data_scale, resolve_bandwidth
+from ._parallel import chunk_slices, run_chunks, seed_sequence
+from ._posterior import PatternPosterior
+from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
+from .gaussian import plan_n_steps
+
+__all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step"]
+
+SCORE_MODELS = ("empirical", "gaussian")
+SCORE_METHODS = ("closed_form", "ode")
+
+# The probability-flow ODE needs a finite start; at lambda = -10 the marginal is
+# N(0, I) to within alpha^2 ~ 2e-9 in variance (the schedules' logSNR floor).
+_ODE_LOG_SNR_FLOOR = -10.0
+_ODE_RTOL = 1e-11
+_ODE_ATOL = 1e-12
+_AUTO_MAX_STEPS = 1000
+# Support-guarantee check for stochastic guided steps (see _guarantee_margin).
+_GUARANTEE_LIMIT = 2.5
+
+
+# --------------------------------------------------------------------------
+# One function per integrator step.  In x/alpha coordinates each step is a
+# convex combination of the current point and the denoiser output (plus noise),
+# which is what keeps guided samples near the support.
+# --------------------------------------------------------------------------
+def _decay(alpha_s, sigma_s, alpha_t, sigma_t):
+    """e^{-h} = alpha_s sigma_t / (sigma_s alpha_t); exactly 0 from alpha_s = 0."""
+    return (alpha_s * sigma_t) / (sigma_s * alpha_t)
+
+
+def ddim_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t):
+    """DDIM: x_t = alpha_t D + (sigma_t / sigma_s)(x_s - alpha_s D)."""
+    return alpha_t * denoised + (sigma_t / sigma_s) * (x_s - alpha_s * denoised)
+
+
+def ddpm_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t, z):
+    """DDPM step.
+
+    x_t = (sigma_t/sigma_s) e^{-h} x_s + alpha_t (1 - e^{-2h}) D
+    + sigma_t sqrt(1 - e^{-2h}) z.
+    """
+    decay = _decay(alpha_s, sigma_s, alpha_t, sigma_t)
+    keep = 1.0 - decay**2
+    return ((sigma_t / sigma_s) * decay * x_s + (alpha_t * keep) * denoised
+            + (sigma_t * np.sqrt(keep)) * z)
+
+
+def eta_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t, eta, z):
+    """x_t = alpha_t D + sqrt(sigma_t^2 - c^2)(x_s - alpha_s D)/sigma_s + c z.
+
+    c = eta sigma_t sqrt(1 - e^{-2h}); eta = 0 is DDIM, eta = 1 is DDPM.
+    """
+    decay2 = _decay(alpha_s, sigma_s, alpha_t, sigma_t) ** 2
+    noise = eta * sigma_t * np.sqrt(1.0 - decay2)
+    # sqrt(sigma_t^2 - c^2) as a sum of positives, free of cancellation.
+    kept = sigma_t * np.sqrt((1.0 - eta**2) + eta**2 * decay2)
+    return alpha_t * denoised + (kept / sigma_s) * (x_s - alpha_s * denoised) + noise * z
+
+
+def _guarantee_margin(alphas, sigmas, eta, guidance_scale):
+    """(w - 1) eta^2 times the mean log-SNR step in the data regime.
+
+    A stochastic step of size h puts weight 1 - e^{-2h} (DDPM) on the guided
+    denoiser D_c + (w - 1)(D_c - D_u), which points up to (w - 1) class gaps
+    away from the class; the fresh noise then stops the trajectory from
+    correcting itself, as DDIM's does.  This matters once the noise is below
+    the data scale (lambda > 0 in internal units), where D_c and D_u part.
+    The project's two-circles runs (guided.md) leave the support where this
+    margin exceeds ``_GUARANTEE_LIMIT`` (e.g. 10 DDPM steps with w >= 7, 25
+    with w >= 7 on the logSNR grid) and stay within 5 h below it.
+    """
+    with np.errstate(divide="ignore"):
+        log_snr = np.log(np.asarray(alphas)) - np.log(np.asarray(sigmas))
+    steps = np.diff(log_snr)[log_snr[1:] > 0.0]
+    if steps.size == 0 or guidance_scale <= 1.0:
+        return 0.0
+    return (guidance_scale - 1.0) * eta**2 * float(np.mean(steps))
+
+
+class GuidedDiffusionSampler(BaseDiffusionDensity):
+    """Diffusion sampler with the exact score of the data, and class guidance.
+
+    The data law is the training set smoothed by N(0, ``data_bandwidth``**2 I)
+    (``score_model="empirical"``) or a Gaussian fitted to it
+    (``score_model="gaussian"``).  Its noisy marginals have an exact denoiser,
+    computed by the pattern-posterior engine, and the sampler integrates the
+    reverse variance-preserving diffusion with first-order exponential
+    integrators from N(0, I) down to the noise floor sigma/alpha = ``bandwidth``.
+    With exact scores and ``data_bandwidth=0`` the exact flow ends at the
+    Gaussian KDE of bandwidth ``bandwidth`` (the same law as
+    :class:`~sklearn.neighbors.KernelDensity`), so ``score_samples`` is that
+    closed form and model selection over ``bandwidth`` works as for a KDE.
+
+    Parameters
+    ----------
+    bandwidth : float or {"scott", "silverman"}, default="scott"
+        Noise floor h in data units: sampling stops where sigma_t/alpha_t = h.
+        The rules are scale-aware (see ``resolve_bandwidth``).
+    schedule : {"cosine", "linear"}, default="cosine"
+        Variance-preserving noise schedule.
+    n_steps : int or "auto", default=50
+        Number of integrator steps.  ``"auto"`` picks the smallest number whose
+        predicted step error for a Gaussian with the data's covariance
+        (:func:`~sklearn_diffsample.gaussian.plan_n_steps`, internal units) is at
+        most ``n_steps_tol * sqrt(n_features)``.
+    n_steps_tol : float, default=0.02
+        Relative Wasserstein-2 tolerance of ``n_steps="auto"`` (a fraction of
+        the data's root-mean-square radius).
+    timesteps : {"logsnr", "time_uniform", "angle"}, default="angle"
+        Time grid: uniform in lambda = log(alpha/sigma), in t, or in the angle
+        atan(sigma/alpha).  ``"angle"`` is the default: it is the best grid for
+        a Gaussian (gaussian.md) and needs about 2.5 times fewer steps than
+        ``"logsnr"`` for the same predicted error (``plan_n_steps``), because
+        the logSNR grid starts at lambda = -10 and spends about two thirds of
+        its steps where the data barely change the state.  On two circles
+        (200 points each, h = 0.05, 50 DDIM steps) its samples are within
+        sliced-W2 0.021 of KDE draws against 0.053 for ``"logsnr"`` (two KDE
+        draws differ by 0.018).  With the cosine schedule it equals
+        ``"time_uniform"``.
+    eta : float in [0, 1], default=0.0
+        Stochasticity: 0 is DDIM (deterministic), 1 is DDPM.
+    guidance_scale : float >= 0, default=1.0
+        Default w of D_w = D_u + w (D_c - D_u): 0 unconditional, 1 the class
+        conditional, > 1 classifier-free extrapolation.
+    final_denoise : bool, default=False
+        Return the denoiser's output at the last time instead of
+        x_{t_min}/alpha_{t_min}.  The denoised samples are convex combinations
+        of training points (copies, as the noise floor shrinks).
+    score_model : {"empirical", "gaussian"}, default="empirical"
+        The exact score of the smoothed training set, or of N(mean, cov) fitted
+        by maximum likelihood (to all data for the unconditional score, per
+        class for the conditional ones).
+    data_bandwidth : float >= 0, default=0.0
+        h0: the data law is the training set (or Gaussian) convolved with
+        N(0, h0**2 I); the output law is then smoothed by sqrt(h**2 + h0**2).
+    n_neighbors : int or None, default=None
+        Certified top-k: each query sums over its k nearest patterns only where
+        the neglected mass is certified below ``tol`` (small noise); the engine
+        falls back to exact sums elsewhere.  None sums exactly.
+    tol : float, default=1e-8
+        Certificate tolerance on log(1 + neglected mass / kept mass).
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
+        Neighbour index of the top-k mode (unused when ``n_neighbors=None``).
+    batch_size : int, default=1024
+        Samples per chunk: the unit of parallel work and of seeding.
+    n_jobs : int or None, default=None
+        joblib workers for sampling and scoring.
+    random_state : int, RandomState or None, default=None
+        Seed of an approximate neighbour index (fit-time randomness only; the
+        randomness of ``sample`` comes from its own ``random_state``).
+    verbose : int, default=0
+        >= 1 shows a progress bar over steps on stderr.
+
+    Attributes
+    ----------
+    bandwidth_ : float
+        Resolved noise floor h in data units.
+    location_ : ndarray of shape (n_features,)
+        Centre of the internal coordinates (the training mean).
+    data_scale_ : float
+        Scale sigma_bar of the internal coordinates (root mean per-feature
+        variance).
+    noise_floor_ : float
+        h / sigma_bar, the noise floor in internal units.
+    n_steps_ : int
+        Number of steps actually taken.
+    time_grid_ : ndarray of shape (n_steps_ + 1,)
+        Decreasing times t_0 > ... > t_K the sampler walks.
+    alphas_, sigmas_ : ndarray of shape (n_steps_ + 1,)
+        alpha_t and sigma_t on that grid, so that the closed forms of
+        :mod:`sklearn_diffsample.gaussian` can be evaluated on what runs.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen by ``fit(X, y)``; absent after an unlabelled fit.
+    posterior_ : PatternPosterior
+        The engine over the internal patterns (``score_model="empirical"``).
+    mean_, covariance_ : ndarray of shape (n_features,), (n_features, n_features)
+        The fitted Gaussian in data units (``score_model="gaussian"``).
+    class_means_, class_covariances_ : ndarray
+        Per-class Gaussians in data units (``score_model="gaussian"``, labelled).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.neighbors.KernelDensity : The same law as a closed-form KDE.
+    sklearn_diffsample.gaussian.sampler_covariance : Closed-form output law of
+        this sampler for Gaussian data.
+
+    Notes
+    -----
+    Without labels ``sample(y=...)`` and ``score_samples(X, y=...)`` raise.
+    The support guarantee of guided sampling (arXiv:2605.07220) needs the exact
+    score, which this estimator has, and an exponential integrator; coarse
+    stochastic steps with large guidance fall outside what the project
+    observed to hold, and ``sample`` warns there.
+
+    References
+    ----------
+    .. [1] N. Chandramoorthy, R. Cao, Y. Wu, "On the robustness of distribution
+       support under diffusion guidance", arXiv:2605.07220, 2026.
+    .. [2] J. Song, C. Meng, S. Ermon, "Denoising diffusion implicit models",
+       arXiv:2010.02502, 2020.
+    .. [3] J. Ho, T. Salimans, "Classifier-free diffusion guidance",
+       arXiv:2207.12598, 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffsample.guided import GuidedDiffusionSampler
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(-2, 0.3, (20, 2)), rng.normal(2, 0.3, (20, 2))])
+    >>> y = np.repeat([0, 1], 20)
+    >>> est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=20).fit(X, y)
+    >>> samples = est.sample(5, y=1, guidance_scale=3.0, random_state=0)
+    >>> samples.shape, bool(np.all(samples > 0))
+    ((5, 2), True)
+    >>> est.score_samples(X[:2], y=0).shape
+    (2,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDiffusionDensity._parameter_constraints,
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "n_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_steps_tol": [Interval(Real, 0, None, closed="neither")],
+        "timesteps": [StrOptions(set(TIMESTEPS))],
+        "eta": [Interval(Real, 0, 1, closed="both")],
+        "guidance_scale": [Interval(Real, 0, None, closed="left")],
+        "final_denoise": ["boolean"],
+        "score_model": [StrOptions(set(SCORE_MODELS))],
+        "data_bandwidth": [Interval(Real, 0, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, *, bandwidth="scott", schedule="cosine", n_steps=50,
+                 n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
+                 final_denoise=False, score_model="empirical", data_bandwidth=0.0,
+                 n_neighbors=None, tol=1e-8, algorithm="auto", batch_size=1024,
+                 n_jobs=None, random_state=None, verbose=0):
+        self.bandwidth = bandwidth
+        self.schedule = schedule
+        self.n_steps = n_steps
+        self.n_steps_tol = n_steps_tol
+        self.timesteps = timesteps
+        self.eta = eta
+        self.guidance_scale = guidance_scale
+        self.final_denoise = final_denoise
+        self.score_model = score_model
+        self.data_bandwidth = data_bandwidth
+        self.n_neighbors = n_neighbors
+        self.tol = tol
+        self.algorithm = algorithm
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Store the patterns (and class labels) and fix the time grid.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training patterns.
+        y : array-like of shape (n_samples,), default=None
+            Class labels, for class-conditional sampling and guidance.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return super().fit(X, y)
+
+    def _fit(self, X, y):
+        X = self._validate_fit_data(X)
+        codes, classes = _encode_fit_labels(X, y)
+        self.bandwidth_ = resolve_bandwidth(self.bandwidth, X)
+        self.location_ = X.mean(axis=0)
+        self.data_scale_ = data_scale(X)
+        self.noise_floor_ = self.bandwidth_ / self.data_scale_
+        Z = (X - self.location_) / self.data_scale_
+        for name in ("classes_", "posterior_", "mean_", "covariance_",
+                     "class_means_", "class_covariances_"):
+            self.__dict__.pop(name, None)
+        if classes is not None:
+            self.classes_ = classes
+        labels = [None] if classes is None else [None, *range(len(classes))]
+        if self.score_model == "empirical":
+            self._fit_empirical(Z, codes, labels)
+        else:
+            self._fit_gaussian(Z, codes, labels)
+        self.n_steps_ = self._resolve_n_steps(Z)
+        schedule = make_schedule(self.schedule)
+        self.time_grid_ = time_grid(schedule, self.n_steps_, self.noise_floor_,
+                                    kind=self.timesteps)
+        self.alphas_ = schedule.alpha(self.time_grid_)
+        self.sigmas_ = schedule.sigma(self.time_grid_)
+        return self
+
+    def _fit_empirical(self, Z, codes, labels):
+        algorithm, seed = None, None
+        if self.n_neighbors is not None:
+            algorithm = self.algorithm
+            seed = self.random_state
+            if seed is not None and not isinstance(seed, (Integral, np.integer)):
+                # The index is rebuilt from an int seed after unpickling.
+                seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
+        self.posterior_ = PatternPosterior(Z, groups=codes, algorithm=algorithm,
+                                           random_state=seed)
+        # Children are built here, once, not concurrently by sampling threads.
+        self._prior_means = {
+            label: self._engine(label).patterns.mean(axis=0) for label in labels
+        }
+
+    def _fit_gaussian(self, Z, codes, labels):
+        self._gaussians = {}
+        for label in labels:
+            rows = Z if label is None else Z[codes == label]
+            mean = rows.mean(axis=0)
+            dev = rows - mean
+            cov = dev.T @ dev / rows.shape[0]
+            lam, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+            self._gaussians[label] = (mean, np.clip(lam, 0.0, None), vecs)
+        to_data = self._gaussian_in_data_units
+        self.mean_, self.covariance_ = to_data(None)
+        if len(labels) > 1:
+            pairs = [to_data(label) for label in labels[1:]]
+            self.class_means_ = np.array([p[0] for p in pairs])
+            self.class_covariances_ = np.array([p[1] for p in pairs])
+
+    def _gaussian_in_data_units(self, label):
+        mean, lam, vecs = self._gaussians[label]
+        cov = (vecs * lam) @ vecs.T
+        return self.location_ + self.data_scale_ * mean, self.data_scale_**2 * cov
+
+    def _resolve_n_steps(self, Z):
+        if self.n_steps != "auto":
+            return int(self.n_steps)
+        dev = Z - Z.mean(axis=0)
+        lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None)
+        lam = lam + (self.data_bandwidth / self.data_scale_) ** 2
+        tol = self.n_steps_tol * np.sqrt(Z.shape[1])
+        try:
+            return plan_n_steps(lam, tol, noise_floor=self.noise_floor_,
+                                schedule=self.schedule, timesteps=self.timesteps,
+                                eta=self.eta, final_denoise=self.final_denoise,
+                                max_steps=_AUTO_MAX_STEPS)
+        except ValueError:
+            warnings.warn(
+                f"n_steps='auto' found no step count <= {_AUTO_MAX_STEPS} within "
+                f"n_steps_tol={self.n_steps_tol}; using {_AUTO_MAX_STEPS}. Increase "
+                "n_steps_tol or use timesteps='angle'.", UserWarning, stacklevel=4)
+            return _AUTO_MAX_STEPS
+
+    # ---------------------------------------------------------------- labels
+    def _encode(self, values, n_rows):
+        """Class codes of ``values`` (a scalar label or one label per row)."""
+        if not hasattr(self, "classes_"):
+            raise ValueError(
+                "y was given, but this GuidedDiffusionSampler was fitted without "
+                "class labels; call fit(X, y) with labels to condition on classes."
+            )
+        values = np.asarray(values)
+        if values.ndim == 0:
+            values = np.full(n_rows, values.item(), dtype=object)
+        elif values.ndim != 1 or values.shape[0] != n_rows:
+            raise ValueError(
+                f"y must be one class label or an array of {n_rows} labels, got "
+                f"shape {values.shape}."
+            )
+        known = {label: code for code, label in enumerate(self.classes_.tolist())}
+        uniques, inverse = np.unique(values.astype(object), return_inverse=True)
+        unknown = [u for u in uniques.tolist() if u not in known]
+        if unknown:
+            raise ValueError(
+                f"Unknown class label(s) {unknown}; the known classes are "
+                f"{self.classes_.tolist()}."
+            )
+        return np.array([known[u] for u in uniques.tolist()], dtype=np.intp)[inverse]
+
+    # -------------------------------------------------------------- denoiser
+    def _engine(self, label):
+        return self.posterior_ if label is None else self.posterior_.group(label)
+
+    def _denoiser(self, x, alpha, sigma, label):
+        """E[x_0 | x_t = x] for one score model and class (None: unconditional)."""
+        h0 = self.data_bandwidth / self.data_scale_
+        if self.score_model == "gaussian":
+            mean, lam, vecs = self._gaussians[label]
+            lam = lam + h0**2
+            gain = alpha * lam / (alpha**2 * lam + sigma**2)
+            return mean + ((x - alpha * mean) @ vecs * gain) @ vecs.T
+        if alpha == 0.0:
+            # Pure noise carries no information: the denoiser is the prior mean.
+            return np.broadcast_to(self._prior_means[label], x.shape).copy()
+        stats = self._engine(label).query(
+            x / alpha, (sigma / alpha) ** 2 + h0**2, mean=True,
+            n_neighbors=self.n_neighbors, tol=self.tol)
+        if h0 == 0.0:
+            return stats.mean
+        shrink = alpha * h0**2 / (sigma**2 + alpha**2 * h0**2)
+        return stats.mean + shrink * (x - alpha * stats.mean)
+
+    def _guided(self, func, x, codes, w, *args):
+        """(1 - w) func_u + w func_c, skipping the side whose weight is 0."""
+        if codes is None or w == 0:
+            return func(x, *args, None)
+        cond = _by_class(func, x, codes, *args)
+        if w == 1:
+            return cond
+        uncond = func(x, *args, None)
+        if isinstance(uncond, tuple):
+            return tuple(u + w * (c - u) for u, c in zip(uncond, cond))
+        return uncond + w * (cond - uncond)
+
+    # --------------------------------------------------------------- sampling
+    def _step(self, k, x, codes, w, rng):
+        """Step k of the grid, t_k -> t_{k+1}, in internal coordinates."""
+        a_s, s_s = self.alphas_[k], self.sigmas_[k]
+        a_t, s_t = self.alphas_[k + 1], self.sigmas_[k + 1]
+        denoised = self._guided(self._denoiser, x, codes, w, a_s, s_s)
+        eta = float(self.eta)
+        if eta == 0.0:
+            return ddim_step(x, denoised, a_s, s_s, a_t, s_t)
+        z = rng.standard_normal(x.shape)
+        if eta == 1.0:
+            return ddpm_step(x, denoised, a_s, s_s, a_t, s_t, z)
+        return eta_step(x, denoised, a_s, s_s, a_t, s_t, eta, z)
+
+    def _output(self, x, codes, w):
+        a, s = self.alphas_[-1], self.sigmas_[-1]
+        if self.final_denoise:
+            return self._guided(self._denoiser, x, codes, w, a, s)
+        return x / a
+
+    def _sample_chunk(self, rows, rng, report, codes, w):
+        # ``rows`` is the chunk's slice of the request: labels follow the chunk.
+        codes = None if codes is None else codes[rows]
+        x = rng.standard_normal((rows.stop - rows.start, self.n_features_in_))
+        for k in range(self.n_steps_):
+            x = self._step(k, x, codes, w, rng)
+            report(1)
+        return self._output(x, codes, w)
+
+    def sample(self, n_samples=1, y=None, guidance_scale=None, random_state=None):
+        """Draw samples, optionally class-conditional with guidance.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples; 0 returns an empty (0, n_features) array.
+        y : label or array-like of shape (n_samples,), default=None
+            None samples the unconditional model; a label samples that class;
+            an array gives each sample its class.
+        guidance_scale : float >= 0, default=None
+            w of D_u + w (D_c - D_u); None uses the ``guidance_scale``
+            parameter.  Ignored when ``y`` is None.
+        random_state : int, RandomState, Generator or None, default=None
+            None draws fresh entropy; anything else makes the call reproducible
+            for any ``n_jobs`` and joblib backend.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        n_samples = check_n_samples(n_samples)
+        check_is_fitted(self)
+        w = _check_guidance(self.guidance_scale if guidance_scale is None
+                            else guidance_scale)
+        codes = None if y is None else self._encode(y, n_samples)
+        seed = seed_sequence(random_state)
+        if n_samples == 0:
+            return np.empty((0, self.n_features_in_))
+        if codes is not None:
+            self._warn_outside_guarantee(w)
+        return self._draw(n_samples, seed, codes, w)
+
+    def _sample(self, n_samples, seed):
+        return self._draw(n_samples, seed, None, 0.0)
+
+    def _warn_outside_guarantee(self, w):
+        margin = _guarantee_margin(self.alphas_, self.sigmas_, float(self.eta), w)
+        if margin > _GUARANTEE_LIMIT:
+            warnings.warn(
+                f"guidance_scale={w} with eta={self.eta} and {self.n_steps_} steps is "
+                "outside the regime where guided samples are known to stay near the "
+                "class support (coarse stochastic steps put most of their weight on "
+                "the extrapolated denoiser). Use eta=0 (DDIM), more steps or a "
+                "smaller guidance_scale.", UserWarning, stacklevel=3)
+
+    def _draw(self, n_samples, seed, codes, w):
+        chunks = chunk_slices(n_samples, self.batch_size)
+        parts = run_chunks(partial(self._sample_chunk, codes=codes, w=w), chunks, seed,
+                           n_jobs=self.n_jobs, verbose=self.verbose,
+                           steps_per_chunk=self.n_steps_, desc="guided sampling")
+        return self.location_ + self.data_scale_ * np.vstack(parts)
+
+    # ---------------------------------------------------------------- scoring
+    def score_samples(self, X, y=None, method="closed_form"):
+        """Normalised log-density of the sampler's output law at each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : label or array-like of shape (n_samples,), default=None
+            Class-conditional density of that class (each row's class).
+        method : {"closed_form", "ode"}, default="closed_form"
+            ``"closed_form"``: the exact-flow law, a Gaussian KDE of bandwidth
+            sqrt(h**2 + h0**2) (class-conditional with ``y``: the w = 1 law), or
+            N(mean, cov + (h**2 + h0**2) I) for the Gaussian model.  ``"ode"``:
+            the likelihood of the probability-flow ODE of the guided score with
+            ``guidance_scale`` (exact divergence, scipy ``solve_ivp`` at rtol
+            1e-11) started from N(0, I); one solve per row, so slow.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        if method not in SCORE_METHODS:
+            raise ValueError(f"method must be one of {SCORE_METHODS}, got {method!r}.")
+        X = self._validate_query(X)
+        codes = None if y is None else self._encode(y, X.shape[0])
+        if method == "closed_form":
+            func = self._log_density
+        else:
+            func = partial(self._ode_log_density, w=float(self.guidance_scale))
+        if codes is None:
+            return self._score_rows(func, X, None)
+        out = np.empty(X.shape[0])
+        for code in np.unique(codes):
+            rows = codes == code
+            out[rows] = self._score_rows(func, X[rows], int(code))
+        return out
+
+    def score(self, X, y=None):
+        """Total log-likelihood of X (class-conditional when ``y`` is given).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : label or array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        logprob : float
+        """
+        return float(np.sum(self.score_samples(X, y)))
+
+    def _score_samples(self, X):
+        return self._log_density(X, None)
+
+    def _internal_log_density(self, Z, variance, label):
+        """log p of the model smoothed by N(0, variance I), internal units."""
+        if self.score_model == "empirical":
+            return self._engine(label).log_density(Z, variance)
+        mean, lam, vecs = self._gaussians[label]
+        var = lam + variance
+        proj = (Z - mean) @ vecs
+        return -0.5 * (np.sum(np.log(2.0 * np.pi * var)) + np.sum(proj**2 / var, axis=1))
+
+    def _log_density(self, X, label):
+        Z = (X - self.location_) / self.data_scale_
+        variance = self.noise_floor_**2 + (self.data_bandwidth / self.data_scale_) ** 2
+        return (self._internal_log_density(Z, variance, label)
+                - Z.shape[1] * np.log(self.data_scale_))
+
+    # ---------------------------------------------------- probability flow
+    def _score_and_divergence(self, y, variance, label):
+        """grad log p and its Laplacian for the model smoothed by ``variance``."""
+        if self.score_model == "gaussian":
+            mean, lam, vecs = self._gaussians[label]
+            var = lam + variance
+            return -((y - mean) @ vecs / var) @ vecs.T, np.full(len(y), -np.sum(1.0 / var))
+        stats = self._engine(label).query(y, variance, mean=True, spread=True)
+        score = (stats.mean - y) / variance
+        return score, -y.shape[1] / variance + stats.spread / variance**2
+
+    def _ode_log_density(self, X, label, *, w, exact_prior=False):
+        """Probability-flow likelihood, one tight ``solve_ivp`` per row.
+
+        In y = x/alpha and u = log(sigma/alpha) the flow is dy/du = -e^{2u} s_w(y)
+        and d log p/du = e^{2u} div s_w, with s_w the guided score of the model
+        smoothed by e^{2u} + h0^2.  The start is the sampler's: N(0, I) at t_0,
+        or, when alpha_{t_0} = 0 (where y is undefined), the flow's own law at
+        lambda = -10, which is the marginal there ((1 - w) log p_u + w log p_c,
+        exact for w in {0, 1} and to first order in alpha ~ 5e-5 otherwise).
+        ``exact_prior`` uses that marginal at any start (a check of the
+        integration: it must reproduce the closed form).
+        """
+        Z = (X - self.location_) / self.data_scale_
+        d = Z.shape[1]
+        h0_sq = (self.data_bandwidth / self.data_scale_) ** 2
+        codes = None if label is None else np.array([label])
+        alpha_0 = self.alphas_[0]
+        lam_start = _ODE_LOG_SNR_FLOOR
+        if alpha_0 > 0:
+            lam_start = max(float(np.log(alpha_0) - np.log(self.sigmas_[0])), lam_start)
+        u_span = (float(np.log(self.noise_floor_)), -lam_start)
+        var_start = np.exp(2.0 * u_span[1]) + h0_sq
+
+        def flow(u, state):
+            tau2 = np.exp(2.0 * u)
+            score, div = self._guided(self._score_and_divergence, state[None, :d],
+                                      codes, w, tau2 + h0_sq)
+            return np.concatenate([-tau2 * score[0], tau2 * div])
+
+        def marginal(y_end):
+            def log_p(_, label):
+                return self._internal_log_density(y_end[None], var_start, label)
+            return self._guided(log_p, y_end[None], codes, w)[0]
+
+        out = np.empty(Z.shape[0])
+        for i, z in enumerate(Z):
+            sol = solve_ivp(flow, u_span, np.append(z, 0.0), method="DOP853",
+                            rtol=_ODE_RTOL, atol=_ODE_ATOL)
+            y_end, change = sol.y[:d, -1], sol.y[d, -1]
+            if exact_prior or alpha_0 == 0:
+                start = marginal(y_end)
+            else:
+                # x_{t_0} = alpha_0 y ~ N(0, I), the sampler's start.
+                start = (-0.5 * d * np.log(2.0 * np.pi) - 0.5 * alpha_0**2 * float(y_end @ y_end)
+                         + d * np.log(alpha_0))
+            out[i] = start - change
+        return out - d * np.log(self.data_scale_)
+
+
+def _by_class(func, x, codes, *args):
+    """func(rows, *args, class) on the rows of each class, reassembled."""
+    out, is_tuple = None, False
+    for code in np.unique(codes):
+        rows = codes == code
+        part = func(x[rows], *args, int(code))
+        is_tuple = isinstance(part, tuple)
+        parts = part if is_tuple else (part,)
+        if out is None:
+            out = tuple(np.empty((x.shape[0],) + p.shape[1:]) for p in parts)
+        for o, p in zip(out, parts):
+            o[rows] = p
+    return out if is_tuple else out[0]
+
+
+def _check_guidance(w):
+    if isinstance(w, (bool, np.bool_)) or not isinstance(w, Real) or not np.isfinite(w):
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {w!r}.")
+    if w < 0:
+        raise ValueError(
+            f"guidance_scale must be >= 0 (0 unconditional, 1 conditional, > 1 "
+            f"extrapolated guidance), got {w!r}."
+        )
+    return float(w)
+
+
+def _encode_fit_labels(X, y):
+    if y is None:
+        return None, None
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError("Class labels y must be finite.")
+    classes, codes = np.unique(y, return_inverse=True)
+    return codes.reshape(-1), classes

@@ -1,0 +1,94 @@
+"""``python -m sklearn_diffsample``: the sample command and its error paths."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sklearn_diffsample.__main__ import main, read_table
+
+
+@pytest.fixture
+def data_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2)) * [1.0, 3.0]
+    path = tmp_path / "data.csv"
+    np.savetxt(path, X, delimiter=",", header="height,weight", comments="")
+    return path, X
+
+
+def _run(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_sample_writes_csv_with_the_input_header(data_csv, tmp_path, capsys):
+    path, X = data_csv
+    out = tmp_path / "out.csv"
+    code, err = _run(["sample", "--method", "guided", "--input", str(path), "--n", "50",
+                      "--output", str(out), "--bandwidth", "0.3", "--quiet"], capsys)
+    assert code == 0, err
+    assert out.read_text().splitlines()[0] == "height,weight"
+    written, names = read_table(out)
+    assert names == ["height", "weight"] and written.shape == (50, 2)
+    # A guided sample at bandwidth 0.3 stays within the data's range, widened.
+    assert np.all(np.abs(written - X.mean(0)) < 6 * X.std(0) + 1.5)
+
+
+def test_sample_npy_round_trip_and_cross_validated_bandwidth(tmp_path, capsys):
+    X = np.random.default_rng(1).normal(size=(90, 3))
+    src, out = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(src, X)
+    code, err = _run(["sample", "--method", "guided", "--input", str(src), "--n", "7",
+                      "--output", str(out), "--cv", "3", "--quiet"], capsys)
+    assert code == 0, err
+    assert "cross-validated bandwidth" in err
+    assert np.load(out).shape == (7, 3)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n3,x\n", "column 2 ('b'): 'x' is not a number"),
+    ("1,2\n3\n", "has 1 columns, expected 2"),
+    ("1,2\n3,nan\n", "row 2, column 2 is not finite"),
+    ("", "is empty"),
+    ("a,b\n1,2\n", "at least 2 are needed"),
+])
+def test_bad_csv_files_fail_cleanly_and_write_nothing(tmp_path, capsys, content, message):
+    src, out = tmp_path / "bad.csv", tmp_path / "out.csv"
+    src.write_text(content)
+    code, err = _run(["sample", "--method", "guided", "--input", str(src), "--n", "5",
+                      "--output", str(out), "--quiet"], capsys)
+    assert code == 2
+    assert message in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.csv"]  # no temporary left
+
+
+def test_bad_paths_and_arguments(tmp_path, data_csv, capsys):
+    path, _ = data_csv
+    cases = [
+        (["--input", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "o.csv")],
+         "does not exist"),
+        (["--input", str(path), "--output", str(tmp_path / "nowhere" / "o.csv")],
+         "output folder"),
+        (["--input", str(path), "--output", str(tmp_path / "o.parquet")],
+         "unsupported output type"),
+        (["--input", str(path), "--output", str(tmp_path / "o.csv"), "--bandwidth", "-1"],
+         "--bandwidth must be > 0"),
+    ]
+    for extra, message in cases:
+        code, err = _run(["sample", "--method", "guided", "--n", "3", "--quiet", *extra], capsys)
+        assert code == 2 and message in err, (extra, err)
+    np.save(tmp_path / "obj.npy", np.array([["a", "b"], ["c", "d"]]))
+    code, err = _run(["sample", "--method", "guided", "--input", str(tmp_path / "obj.npy"),
+                      "--n", "3", "--output", str(tmp_path / "o.npy")], capsys)
+    assert code == 2 and "2-D numeric array" in err
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.npy").exists()
+
+
+def test_module_entry_point_reports_usage_errors():
+    proc = subprocess.run([sys.executable, "-m", "sklearn_diffsample", "sample", "--method",
+                           "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr

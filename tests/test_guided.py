@@ -1,0 +1,364 @@
+"""GuidedDiffusionSampler against closed forms, brute force and its paper's claims."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from joblib import parallel_config
+from scipy.stats import multivariate_normal
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.neighbors import KernelDensity, NearestNeighbors
+
+from sklearn_diffsample.gaussian import grid_coefficients, plan_n_steps, sampler_covariance
+from sklearn_diffsample.guided import GuidedDiffusionSampler
+
+from ._reference import brute_kde_log_density
+
+
+def _two_circles(n_per_class=200, seed=0):
+    theta = np.random.default_rng(seed).uniform(0.0, 2.0 * np.pi, (2, n_per_class))
+    X = np.vstack([np.c_[np.cos(theta[0]), np.sin(theta[0])],
+                   2.0 * np.c_[np.cos(theta[1]), np.sin(theta[1])]])
+    return X, np.repeat([0, 1], n_per_class)
+
+
+@pytest.fixture(scope="module")
+def circles():
+    return _two_circles()
+
+
+# --------------------------------------------------------- closed-form law
+def test_closed_form_is_the_float64_kde(circles):
+    X, y = circles
+    X = 1000.0 * X + 50.0  # internal coordinates must not show in the results
+    queries = np.vstack([X[::37] + 3.0, 1000.0 * np.random.default_rng(1).normal(size=(20, 2)),
+                         [[1e5, -1e5]]])  # far tails included
+    h, h0 = 40.0, 30.0
+    est = GuidedDiffusionSampler(bandwidth=h, data_bandwidth=h0).fit(X, y)
+    smooth = np.hypot(h, h0)
+    np.testing.assert_allclose(est.score_samples(queries),
+                               brute_kde_log_density(queries, X, smooth), rtol=1e-10)
+    for c in (0, 1):
+        np.testing.assert_allclose(est.score_samples(queries, y=c),
+                                   brute_kde_log_density(queries, X[y == c], smooth),
+                                   rtol=1e-10)
+    mixed = np.arange(len(queries)) % 2
+    expected = np.where(mixed == 0, brute_kde_log_density(queries, X[y == 0], smooth),
+                        brute_kde_log_density(queries, X[y == 1], smooth))
+    np.testing.assert_allclose(est.score_samples(queries, y=mixed), expected, rtol=1e-10)
+    assert est.score(queries, y=mixed) == pytest.approx(expected.sum(), rel=1e-12)
+    # Near the data, where KernelDensity is itself accurate, they agree too.
+    kde = KernelDensity(bandwidth=h).fit(X)
+    near = X[::11] + 10.0
+    np.testing.assert_allclose(GuidedDiffusionSampler(bandwidth=h).fit(X).score_samples(near),
+                               kde.score_samples(near), rtol=1e-10)
+
+
+def test_gaussian_model_closed_form(circles):
+    X, y = circles
+    X = X @ np.array([[2.0, 0.3], [-0.5, 1.0]]) + [3.0, -1.0]
+    h, h0 = 0.2, 0.1
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h,
+                                 data_bandwidth=h0).fit(X, y)
+    queries = np.random.default_rng(2).normal(size=(30, 2)) * 3.0
+    smooth = (h**2 + h0**2) * np.eye(2)
+    for c, rows in ((None, slice(None)), (0, y == 0), (1, y == 1)):
+        part = X[rows]
+        law = multivariate_normal(part.mean(axis=0), np.cov(part.T, bias=True) + smooth)
+        np.testing.assert_allclose(est.score_samples(queries, y=c), law.logpdf(queries),
+                                   rtol=1e-10)
+
+
+def test_grid_search_picks_the_kernel_density_bandwidth():
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 1, (120, 2)), rng.normal(4, 0.5, (80, 2))])
+    grid = {"bandwidth": np.geomspace(0.05, 2.0, 9)}
+    folds = KFold(5, shuffle=True, random_state=0)
+    ours = GridSearchCV(GuidedDiffusionSampler(), grid, cv=folds).fit(X)
+    theirs = GridSearchCV(KernelDensity(), grid, cv=folds).fit(X)
+    assert ours.best_params_ == theirs.best_params_
+    brute = [np.mean([brute_kde_log_density(X[test], X[train], h).sum()
+                      for train, test in folds.split(X)]) for h in grid["bandwidth"]]
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], brute, rtol=1e-10)
+    # KernelDensity agrees where it is itself accurate (no far tails at h >= 0.3);
+    # below, it loses nats in the underflowing tails and the brute force sides with us.
+    wide = grid["bandwidth"] >= 0.3
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"][wide],
+                               theirs.cv_results_["mean_test_score"][wide], rtol=1e-9)
+
+
+# ---------------------------------------------------------------- guidance
+def _dyadic_classes():
+    """Two classes whose own centre and scale equal the union's, bit for bit."""
+    base = np.array([[0.5, 0.25], [-0.75, 0.5], [0.25, -1.0], [1.0, 0.75]])
+    A = np.vstack([base, -base])  # centred, dyadic: every sum is exact
+    B = A[:, ::-1] * [-1.0, 1.0]  # the same set rotated by 90 degrees
+    return np.vstack([A, B]), np.repeat([0, 1], len(A)), A
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_w0_and_w1_are_unconditional_and_conditional_bit_for_bit(eta):
+    X, y, class0 = _dyadic_classes()
+    params = dict(bandwidth=0.1, n_steps=12, eta=eta, batch_size=7)
+    est = GuidedDiffusionSampler(**params).fit(X, y)
+    uncond = est.sample(20, random_state=5)
+    np.testing.assert_array_equal(est.sample(20, y=1, guidance_scale=0.0, random_state=5),
+                                  uncond)
+    alone = GuidedDiffusionSampler(**params).fit(class0)
+    assert alone.data_scale_ == est.data_scale_  # same internal coordinates
+    np.testing.assert_array_equal(est.sample(20, y=0, guidance_scale=1.0, random_state=5),
+                                  alone.sample(20, random_state=5))
+    # Guidance is affine in w: w = 3 extrapolates the w = 0 -> 1 step of the denoiser.
+    assert not np.array_equal(est.sample(20, y=0, guidance_scale=3.0, random_state=5),
+                              alone.sample(20, random_state=5))
+
+
+# --------------------------------------------------- Gaussian closed forms
+class _ConstantNormal:
+    """Stand-in Generator whose normal draws are a constant (0: noise off)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def standard_normal(self, size):
+        return np.full(size, float(self.value))
+
+
+def _affine_map(func, d):
+    """(A, b) of an affine map x -> A x + b, from d + 1 basis points."""
+    basis = np.vstack([np.zeros(d), np.eye(d)])
+    out = func(basis)
+    return (out[1:] - out[0]).T, out[0]
+
+
+def _propagated_law(est, codes, w):
+    """Mean and covariance of the output, by composing the sampler's own steps."""
+    d = est.n_features_in_
+    mean, cov = np.zeros(d), np.eye(d)
+    labels = None if codes is None else np.full(d + 1, codes)
+    for k in range(est.n_steps_):
+        A, b = _affine_map(lambda x: est._step(k, x, labels, w, _ConstantNormal(0.0)), d)
+        noise = est._step(k, np.zeros((d + 1, d)), labels, w, _ConstantNormal(1.0))[0] - b
+        np.testing.assert_allclose(noise, noise[0])  # isotropic fresh noise
+        mean, cov = A @ mean + b, A @ cov @ A.T + noise[0] ** 2 * np.eye(d)
+    A, b = _affine_map(lambda x: est._output(x, labels, w), d)
+    return A @ mean + b, A @ cov @ A.T
+
+
+@pytest.mark.parametrize("n_steps, expected", [(10, 0.780546069781), (50, 0.951842078798)])
+def test_ddim_matches_the_oracle_numbers(n_steps, expected):
+    # Data N(0, I) exactly (unit scale, no centring), cosine grid uniform in t to t ~ 0.
+    X = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=1e-13, n_steps=n_steps,
+                                 timesteps="time_uniform").fit(X)
+    assert est.alphas_[0] == 0.0
+    mean, cov = _propagated_law(est, None, 1.0)
+    np.testing.assert_allclose(np.diag(cov), expected, rtol=1e-11)
+    assert abs(cov[0, 1]) < 1e-15 and np.abs(mean).max() < 1e-15
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0, 0.5])
+@pytest.mark.parametrize("final_denoise", [False, True])
+def test_gaussian_model_equals_closed_forms(eta, final_denoise):
+    # Rotated, non-diagonal class covariances with non-zero internal means.
+    rng = np.random.default_rng(4)
+    rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    X0 = rng.normal(size=(300, 3)) * [3.0, 1.0, 0.2] @ rot + [5.0, -2.0, 1.0]
+    X1 = rng.normal(size=(200, 3)) @ rot.T * 0.7 - 4.0
+    X, y = np.vstack([X0, X1]), np.repeat([0, 1], [300, 200])
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.3, n_steps=10, eta=eta,
+                                 final_denoise=final_denoise).fit(X, y)
+    loc, scale = est.location_, est.data_scale_
+    for code, part in ((None, X), (0, X0), (1, X1)):
+        mean_int = (part.mean(axis=0) - loc) / scale
+        cov_int = np.cov(part.T, bias=True) / scale**2
+        law = sampler_covariance(mean_int, cov_int, est.alphas_, est.sigmas_, eta,
+                                 final_denoise=final_denoise)
+        mean, cov = _propagated_law(est, code, 1.0)
+        # Internal units: the data scale is 1, so 1e-12 is relative to it.
+        np.testing.assert_allclose(mean, law.mean, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(cov, law.covariance, rtol=0, atol=1e-12)
+
+
+def test_gaussian_model_monte_carlo():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 2)) @ np.array([[1.5, 0.6], [0.0, 0.5]]) + [2.0, -3.0]
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.2, n_steps=10,
+                                 eta=1.0, batch_size=20000).fit(X)
+    scale = est.data_scale_
+    law = sampler_covariance((X.mean(axis=0) - est.location_) / scale,
+                             np.cov(X.T, bias=True) / scale**2, est.alphas_, est.sigmas_, 1.0)
+    C, m = scale**2 * law.covariance, est.location_ + scale * law.mean
+    M = 100_000
+    S = est.sample(M, random_state=0)
+    se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / M)
+    assert np.all(np.abs(np.cov(S.T) - C) <= 6.0 * se)
+    assert np.all(np.abs(S.mean(axis=0) - m) <= 6.0 * np.sqrt(np.diag(C) / M))
+
+
+# ------------------------------------------------------------ likelihood
+@pytest.mark.parametrize("score_model", ["empirical", "gaussian"])
+def test_ode_with_exact_prior_reproduces_the_closed_form(score_model):
+    rng = np.random.default_rng(6)
+    X = np.vstack([rng.normal(-1.0, 0.5, (4, 2)), rng.normal(1.5, 0.3, (3, 2))])
+    y = np.repeat([0, 1], [4, 3])
+    Q = X[[0, 5]] + 0.2
+    params = dict(score_model=score_model, bandwidth=0.3, data_bandwidth=0.1, n_steps=10)
+    # logSNR grid: the start alpha_0 > 0, where the exact p_T replaces N(0, I).
+    est = GuidedDiffusionSampler(timesteps="logsnr", **params).fit(X, y)
+    for label, w, law in ((None, 1.0, None), (1, 1.0, 1), (0, 0.0, None)):
+        ode = est._ode_log_density(Q, label, w=w, exact_prior=True)
+        np.testing.assert_allclose(ode, est.score_samples(Q, y=law), rtol=0, atol=1e-6)
+    # With N(0, I) itself the law differs only through alpha_0 ~ 5e-5.
+    np.testing.assert_allclose(est.score_samples(Q, y=1, method="ode"),
+                               est.score_samples(Q, y=1), rtol=0, atol=1e-3)
+    # Default grid: it starts at alpha = 0, where N(0, I) is the exact p_T.
+    est = GuidedDiffusionSampler(**params).fit(X, y)
+    assert est.alphas_[0] == 0.0
+    np.testing.assert_allclose(est.score_samples(Q, y=1, method="ode"),
+                               est.score_samples(Q, y=1), rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------ support robustness
+def test_two_circles_support_under_guidance(circles):
+    X, y = circles
+    h = 0.05
+    est = GuidedDiffusionSampler(bandwidth=h, n_steps=50).fit(X, y)
+    labels = np.repeat([0, 1], 2000)
+    own = [NearestNeighbors(n_neighbors=1).fit(X[y == c]) for c in (0, 1)]
+    for w in (1, 3, 5, 7, 10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # DDIM is inside the guarantee: no warning
+            S = est.sample(4000, y=labels, guidance_scale=w, random_state=w)
+        d_own = np.empty(len(S))
+        d_other = np.empty(len(S))
+        for c in (0, 1):
+            rows = labels == c
+            d_own[rows] = own[c].kneighbors(S[rows])[0][:, 0]
+            d_other[rows] = own[1 - c].kneighbors(S[rows])[0][:, 0]
+        assert d_own.max() <= 10.0 * h, (w, d_own.max() / h)
+        assert np.all(d_own < d_other), w  # no leakage to the other class
+
+
+def test_coarse_ddpm_with_large_guidance_warns_and_fails(circles):
+    X, y = circles
+    est = GuidedDiffusionSampler(bandwidth=0.05, n_steps=10, eta=1.0).fit(X, y)
+    with pytest.warns(UserWarning, match="outside the regime"):
+        S = est.sample(2000, y=1, guidance_scale=10.0, random_state=0)
+    dist = NearestNeighbors(n_neighbors=1).fit(X[y == 1]).kneighbors(S)[0][:, 0]
+    assert np.sum(dist > 0.5) > 0  # the documented failure region is real
+
+
+def _mmd_permutation_pvalue(A, B, length, n_permutations, rng):
+    """Permutation p-value of the Gaussian-kernel MMD of two samples."""
+    Z = np.vstack([A, B])
+    sq = np.sum(Z**2, 1)
+    K = np.exp(-np.maximum(sq[:, None] + sq[None, :] - 2 * Z @ Z.T, 0.0) / (2 * length**2))
+
+    def stat(mask):
+        return (K[mask][:, mask].mean() + K[~mask][:, ~mask].mean()
+                - 2 * K[mask][:, ~mask].mean())
+
+    mask = np.arange(len(Z)) < len(A)
+    observed = stat(mask)
+    null = np.array([stat(rng.permutation(mask)) for _ in range(n_permutations)])
+    return (1 + np.sum(null >= observed)) / (1 + n_permutations)
+
+
+def test_w1_samples_pass_a_two_sample_test_against_the_class_kde(circles):
+    # Kernel two-sample test (MMD, kernel width 2h, 199 permutations): false-alarm
+    # rate 1% for a sampler whose law is the class KDE.
+    X, y = circles
+    h, n = 0.1, 700
+    est = GuidedDiffusionSampler(bandwidth=h, n_steps=100).fit(X, y)
+    S = est.sample(n, y=1, guidance_scale=1.0, random_state=0)
+    rng = np.random.default_rng(7)
+    Xc = X[y == 1]
+    kde = Xc[rng.integers(0, len(Xc), n)] + h * rng.standard_normal((n, 2))
+    assert _mmd_permutation_pvalue(S, kde, 2 * h, 199, rng) > 0.01
+    # The same test sees a bandwidth twice too large.
+    wide = Xc[rng.integers(0, len(Xc), n)] + 2.0 * h * rng.standard_normal((n, 2))
+    assert _mmd_permutation_pvalue(wide, kde, 2 * h, 199, rng) <= 0.01
+
+
+# ---------------------------------------------------------- mechanics
+def test_certified_top_k_matches_exact_sums(circles):
+    X, y = circles
+    exact = GuidedDiffusionSampler(bandwidth=0.05, n_steps=30).fit(X, y)
+    top_k = GuidedDiffusionSampler(bandwidth=0.05, n_steps=30, n_neighbors=16,
+                                   algorithm="kd_tree").fit(X, y)
+    a = exact.sample(300, y=0, guidance_scale=4.0, random_state=1)
+    b = top_k.sample(300, y=0, guidance_scale=4.0, random_state=1)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_internal_coordinates_make_sampling_scale_equivariant(circles):
+    X, y = circles
+    est = GuidedDiffusionSampler(bandwidth=0.05, n_steps=20, eta=0.3)
+    small = est.fit(X, y).sample(50, y=1, guidance_scale=2.0, random_state=3)
+    big = est.set_params(bandwidth=500.0).fit(1e4 * X - 7.0, y).sample(
+        50, y=1, guidance_scale=2.0, random_state=3)
+    np.testing.assert_allclose(big, 1e4 * small - 7.0, rtol=1e-9, atol=1e-9 * 1e4)
+
+
+def test_auto_steps_and_exposed_grid(circles):
+    X, _ = circles
+    est = GuidedDiffusionSampler(bandwidth=0.05, n_steps="auto", n_steps_tol=0.03).fit(X)
+    Z = (X - X.mean(axis=0)) / est.data_scale_
+    lam = np.linalg.eigvalsh(np.cov(Z.T, bias=True))
+    h = 0.05 / est.data_scale_
+    assert est.n_steps_ == plan_n_steps(lam, 0.03 * np.sqrt(2), noise_floor=h,
+                                        timesteps="angle")
+    alphas, sigmas = grid_coefficients(est.n_steps_, h, timesteps="angle")
+    np.testing.assert_array_equal(est.alphas_, alphas)
+    np.testing.assert_array_equal(est.sigmas_, sigmas)
+    assert est.sigmas_[-1] / est.alphas_[-1] == pytest.approx(h, rel=1e-12)
+
+
+def test_bad_input_messages(circles):
+    X, y = circles
+    est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=5).fit(X, y)
+    with pytest.raises(ValueError, match=r"Unknown class label\(s\) \[7\].*\[0, 1\]"):
+        est.sample(3, y=7)
+    with pytest.raises(ValueError, match=r"known classes are \[0, 1\]"):
+        est.score_samples(X[:3], y=[0, 1, 5])
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        est.sample(3, y=0, guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="array of 3 labels"):
+        est.sample(3, y=[0, 1])
+    with pytest.raises(ValueError, match="method"):
+        est.score_samples(X[:3], method="exact")
+    unlabelled = GuidedDiffusionSampler(bandwidth=0.1, n_steps=5).fit(X)
+    with pytest.raises(ValueError, match="fitted without class labels"):
+        unlabelled.sample(3, y=0)
+    assert est.sample(0, y=1).shape == (0, 2)
+    string_labels = GuidedDiffusionSampler(bandwidth=0.1, n_steps=5).fit(
+        X, np.where(y == 0, "inner", "outer"))
+    with pytest.raises(ValueError, match=r"\['inner', 'outer'\]"):
+        string_labels.sample(2, y="middle")
+    assert string_labels.sample(2, y="outer", random_state=0).shape == (2, 2)
+
+
+def test_pickle_round_trip(circles):
+    X, y = circles
+    est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=8, n_neighbors=8,
+                                 algorithm="kd_tree").fit(X, y)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.score_samples(X[:20], y=1), est.score_samples(X[:20], y=1))
+    np.testing.assert_array_equal(again.sample(30, y=y[:30], guidance_scale=2.0, random_state=0),
+                                  est.sample(30, y=y[:30], guidance_scale=2.0, random_state=0))
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_same_seed_same_bits_for_any_n_jobs(circles, backend):
+    X, y = circles
+    est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=6, eta=0.5, batch_size=16).fit(X, y)
+    labels = np.arange(50) % 2
+    reference = est.sample(50, y=labels, guidance_scale=3.0, random_state=0)
+    for n_jobs in (1, 2):
+        with parallel_config(backend=backend):
+            again = est.set_params(n_jobs=n_jobs).sample(50, y=labels, guidance_scale=3.0,
+                                                         random_state=0)
+        np.testing.assert_array_equal(again, reference)
+    est.set_params(n_jobs=None)
