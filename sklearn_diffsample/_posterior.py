@@ -47,9 +47,9 @@ class PosteriorStats:
     mean : ndarray of shape (m, d) or None
         Posterior mean of the patterns, in data coordinates.
     spread : ndarray of shape (m,) or None
-        Posterior spread sum_i p_i |x_i - mean|^2.
+        Posterior spread ``sum_i p_i |x_i - mean|^2``.
     certificate : ndarray of shape (m,) or None
-        Top-k mode only: log(1 + delta), the bound on |logZ - logZ_k| before
+        Top-k mode only: log(1 + delta), the bound on ``|logZ - logZ_k|`` before
         fallback; exactly computed rows carry 0.
     """
 

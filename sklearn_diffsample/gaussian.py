@@ -502,7 +502,7 @@ def _psd_sqrt(cov, scale):
 def bures_wasserstein(m1, S1, m2, S2, *, squared=False):
     """Wasserstein-2 distance between two Gaussians (Bures formula).
 
-    W2**2 = |m1 - m2|**2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2}), with
+    ``W2**2 = |m1 - m2|**2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2})``, with
     symmetric square roots from ``eigh`` (negative rounding eigenvalues clipped).
 
     Parameters

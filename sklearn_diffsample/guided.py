@@ -190,9 +190,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         h / sigma_bar, the noise floor in internal units.
     n_steps_ : int
         Number of steps actually taken.
-    time_grid_ : ndarray of shape (n_steps_ + 1,)
+    time_grid_ : ndarray of shape (`n_steps_` + 1,)
         Decreasing times t_0 > ... > t_K the sampler walks.
-    alphas_, sigmas_ : ndarray of shape (n_steps_ + 1,)
+    alphas_, sigmas_ : ndarray of shape (`n_steps_` + 1,)
         alpha_t and sigma_t on that grid, so that the closed forms of
         :mod:`sklearn_diffsample.gaussian` can be evaluated on what runs.
     classes_ : ndarray of shape (n_classes,)
@@ -205,7 +205,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         Per-class Gaussians in data units (``score_model="gaussian"``, labelled).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also

@@ -223,8 +223,8 @@ def _gaussian_kernel_sum(A, B, gamma, same):
 def mmd(X, Y, kernel="rbf", bandwidth="median", random_state=None):
     """Unbiased estimate of the squared maximum mean discrepancy.
 
-    With the Gaussian kernel k(x, y) = exp(-|x - y|^2 / (2 h^2)), returns the
-    U-statistic
+    With the Gaussian kernel ``k(x, y) = exp(-|x - y|^2 / (2 h^2))``, returns the
+    U-statistic::
 
         MMD^2_u = sum_{i != j} k(x_i, x_j) / (n (n - 1))
                 + sum_{i != j} k(y_i, y_j) / (m (m - 1))

@@ -268,11 +268,11 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Std of the reference law (standardised units).
     n_reference_samples_ : int
         Resolved M.
-    endpoints_ : ndarray of shape (n_reference_samples_, n_features)
+    endpoints_ : ndarray of shape (`n_reference_samples_`, n_features)
         The M endpoints (data units) behind ``score_samples``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit (string column names only).
 
     See Also
@@ -595,7 +595,7 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
     -------
     result : Bunch
         ``p_values`` (n_p,), ``taus`` (n_tau,), ``median`` and ``msd`` (n_p,
-        n_tau): median of |x_p - x_inf| and its mean square over realisations,
+        n_tau): median of ``|x_p - x_inf|`` and its mean square over realisations,
         ``scaled_median`` = sqrt(p) * median and ``scaled_msd`` = p * msd, and
         ``deviations`` (n_p, n_tau, n_realisations).
 
