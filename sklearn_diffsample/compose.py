@@ -42,8 +42,10 @@ def _scale_log_jacobian(scale, X):
 
 def _pca_log_jacobian(pca, X):
     if pca.n_components_ != pca.n_features_in_:
+        cause = (f" (fitted with n_samples={pca.n_samples_} < n_features, it cannot keep them all)"
+                 if pca.n_samples_ < pca.n_features_in_ else "")
         raise ValueError(
-            f"PCA keeps {pca.n_components_} of {pca.n_features_in_} components, so it "
+            f"PCA keeps {pca.n_components_} of {pca.n_features_in_} components{cause}, so it "
             "is not invertible and the data-space density is undefined. Use "
             "n_components=None, or model the discarded subspace explicitly (a "
             "Gaussian residual, as probabilistic PCA does)."
