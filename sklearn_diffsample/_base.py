@@ -7,6 +7,7 @@ Subclasses implement ``_fit``, ``_score_samples`` and ``_sample``.
 """
 
 import numbers
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,7 +19,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._neighbors import ALGORITHMS
 from ._parallel import seed_sequence
 
-__all__ = ["BaseDiffusionDensity", "data_scale", "resolve_bandwidth", "check_n_samples"]
+__all__ = [
+    "BaseDiffusionDensity",
+    "check_n_samples",
+    "data_scale",
+    "resolve_bandwidth",
+    "restored_on_failure",
+]
 
 BANDWIDTH_RULES = ("scott", "silverman")
 _SCORE_ROWS = 1024
@@ -61,6 +68,22 @@ def check_n_samples(n_samples):
     return int(n_samples)
 
 
+@contextmanager
+def restored_on_failure(estimator):
+    """Put ``estimator``'s attributes back as they were if the block raises.
+
+    A failed ``fit`` must not leave a half-updated estimator behind:
+    ``validate_data`` alone sets ``n_features_in_`` before it can fail.
+    """
+    snapshot = estimator.__dict__.copy()
+    try:
+        yield estimator
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(snapshot)
+        raise
+
+
 class BaseDiffusionDensity(DensityMixin, BaseEstimator):
     """Shared scikit-learn behaviour of the package's density estimators."""
 
@@ -89,15 +112,8 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        # A failed fit must not leave a half-updated estimator behind:
-        # validate_data alone already sets n_features_in_ before it can fail.
-        snapshot = self.__dict__.copy()
-        try:
+        with restored_on_failure(self):
             return self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
 
     def _validate_fit_data(self, X, **kwargs):
         return validate_data(self, X, dtype=[np.float64, np.float32], **kwargs).astype(

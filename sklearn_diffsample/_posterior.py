@@ -59,6 +59,22 @@ class PosteriorStats:
     certificate: np.ndarray = None
 
 
+def _new_stats(n_queries, n_features, want_mean, want_spread, certificate=False):
+    return PosteriorStats(np.empty(n_queries),
+                          np.empty((n_queries, n_features)) if want_mean else None,
+                          np.empty(n_queries) if want_spread else None,
+                          np.zeros(n_queries) if certificate else None)
+
+
+def _fill_rows(out, rows, part):
+    """Copy ``part``'s answers into rows ``rows`` of ``out``."""
+    out.log_norm[rows] = part.log_norm
+    if out.mean is not None:
+        out.mean[rows] = part.mean
+    if out.spread is not None:
+        out.spread[rows] = part.spread
+
+
 def _as_variance(s2, n_queries):
     s2 = np.asarray(s2, dtype=np.float64)
     if s2.ndim == 0:
@@ -260,18 +276,12 @@ class PatternPosterior:
 
     def _exact(self, centred, s2, want_mean, want_spread):
         m = centred.shape[0]
-        out = PosteriorStats(np.empty(m),
-                             np.empty((m, self.n_features)) if want_mean else None,
-                             np.empty(m) if want_spread else None)
+        out = _new_stats(m, self.n_features, want_mean, want_spread)
         rows, cols = _block_shape(m, self.n_patterns)
         for start in range(0, m, rows):
             sl = slice(start, min(start + rows, m))
-            part = self._exact_rows(centred[sl], s2[sl], cols, want_mean, want_spread)
-            out.log_norm[sl] = part.log_norm
-            if want_mean:
-                out.mean[sl] = part.mean
-            if want_spread:
-                out.spread[sl] = part.spread
+            _fill_rows(out, sl, self._exact_rows(centred[sl], s2[sl], cols, want_mean,
+                                                 want_spread))
         return out
 
     def _exact_rows(self, q, s2, cols, want_mean, want_spread):
@@ -354,10 +364,8 @@ class PatternPosterior:
                 "Top-k queries need an index: build the PatternPosterior with an "
                 "algorithm, or pass n_neighbors=None for exact sums."
             )
-        m = centred.shape[0]
-        out = PosteriorStats(np.empty(m),
-                             np.empty((m, self.n_features)) if want_mean else None,
-                             np.empty(m) if want_spread else None, np.zeros(m))
+        out = _new_stats(centred.shape[0], self.n_features, want_mean, want_spread,
+                         certificate=True)
         exact = self._certificate_cannot_pass(centred, s2, k, tol)
         tried = np.flatnonzero(~exact)
         if tried.size:
@@ -380,12 +388,7 @@ class PatternPosterior:
             exact[tried[~ok]] = True
         if np.any(exact):
             redo = np.flatnonzero(exact)
-            full = self._exact(centred[redo], s2[redo], want_mean, want_spread)
-            out.log_norm[redo] = full.log_norm
-            if want_mean:
-                out.mean[redo] = full.mean
-            if want_spread:
-                out.spread[redo] = full.spread
+            _fill_rows(out, redo, self._exact(centred[redo], s2[redo], want_mean, want_spread))
         return out
 
     # ------------------------------------------------------ random remainder

@@ -24,7 +24,7 @@ from sklearn.preprocessing import (
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import check_n_samples
+from ._base import check_n_samples, restored_on_failure
 
 __all__ = ["TransformedDensity", "log_abs_det_jacobian"]
 
@@ -211,8 +211,7 @@ class TransformedDensity(DensityMixin, BaseEstimator):
         -------
         self : TransformedDensity
         """
-        snapshot = self.__dict__.copy()
-        try:
+        with restored_on_failure(self):
             X = validate_data(self, X, dtype=[np.float64, np.float32])
             transformer = clone(self.transformer if self.transformer is not None
                                 else StandardScaler())
@@ -221,10 +220,6 @@ class TransformedDensity(DensityMixin, BaseEstimator):
             estimator = clone(self.estimator if self.estimator is not None
                               else _default_estimator())
             estimator.fit(Z)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
         self.transformer_, self.estimator_ = transformer, estimator
         return self
 

@@ -16,7 +16,9 @@ from scipy.special import i0e, log_ndtr, logsumexp
 from sklearn import get_config
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
-from sklearn.utils import check_array, check_random_state, gen_batches
+from sklearn.utils import check_array, gen_batches
+
+from ._random import as_random_state
 
 __all__ = [
     "Target2D",
@@ -45,14 +47,6 @@ _ARC_GRID = 4097
 # relative error grows slowly from 1e-16, while the cost stays bounded.
 _FAR_RATIO = 32.0
 _MAX_LEVEL = 6
-
-
-def _check_random_state(random_state):
-    """RandomState from None, an int, a RandomState or a numpy Generator."""
-    if isinstance(random_state, np.random.Generator):
-        # Seeding from the Generator keeps the call reproducible from its state.
-        return np.random.RandomState(random_state.integers(2**32, dtype=np.uint64))
-    return check_random_state(random_state)
 
 
 def _check_positive(value, name):
@@ -135,7 +129,7 @@ class Target2D(ABC):
             raise ValueError(
                 f"n_samples must be a non-negative integer, got {n_samples!r}."
             )
-        rng = _check_random_state(random_state)
+        rng = as_random_state(random_state)
         clean = self._sample_clean(int(n_samples), rng)
         return clean + self.noise * rng.standard_normal((int(n_samples), 2))
 

@@ -19,7 +19,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils import check_array, check_random_state, column_or_1d, gen_batches
+from sklearn.utils import check_array, column_or_1d, gen_batches
+
+from ._random import as_random_state
 
 __all__ = [
     "sliced_wasserstein",
@@ -39,14 +41,6 @@ _COPY_RTOL = 1e-8
 # Pairwise distances for the median heuristic cost O(m^2); 1000 points pin the
 # median down to about a percent, which is all a bandwidth heuristic needs.
 _MEDIAN_MAX_SAMPLES = 1000
-
-
-def _check_random_state(random_state):
-    """RandomState from None, an int, a RandomState or a numpy Generator."""
-    if isinstance(random_state, np.random.Generator):
-        # Seeding from the Generator keeps the call reproducible from its state.
-        return np.random.RandomState(random_state.integers(2**32, dtype=np.uint64))
-    return check_random_state(random_state)
 
 
 def _check_points(X, name):
@@ -144,7 +138,7 @@ def sliced_wasserstein(X, Y, n_projections=200, random_state=None):
         raise ValueError(
             f"n_projections must be a positive integer, got {n_projections!r}."
         )
-    rng = _check_random_state(random_state)
+    rng = as_random_state(random_state)
     theta = rng.standard_normal((n_projections, X.shape[1]))
     theta /= np.linalg.norm(theta, axis=1, keepdims=True)
 
@@ -187,7 +181,7 @@ def median_bandwidth(X, random_state=None):
     if X.shape[0] < 2:
         raise ValueError("The median heuristic needs at least 2 rows in X.")
     if X.shape[0] > _MEDIAN_MAX_SAMPLES:
-        rng = _check_random_state(random_state)
+        rng = as_random_state(random_state)
         X = X[rng.choice(X.shape[0], _MEDIAN_MAX_SAMPLES, replace=False)]
     bandwidth = float(np.median(pdist(X)))
     if bandwidth <= 0.0:
@@ -337,7 +331,7 @@ def c2st_auc(X_real, X_fake, *, classifier=None, cv=5, random_state=None):
     True
     """
     X_real, X_fake = _check_pair(X_real, X_fake, "X_real", "X_fake")
-    rng = _check_random_state(random_state)
+    rng = as_random_state(random_state)
     n_per_class = min(X_real.shape[0], X_fake.shape[0])
     n_splits = cv if isinstance(cv, (int, np.integer)) else cv.get_n_splits()
     if n_per_class < n_splits:
