@@ -26,7 +26,7 @@ from sklearn import get_config
 
 from ._neighbors import PatternIndex
 
-__all__ = ["PatternPosterior", "PosteriorStats", "posterior_per_row"]
+__all__ = ["PatternPosterior", "PosteriorStats", "complement_index", "posterior_per_row"]
 
 # Each streamed block holds a few (queries x patterns) float64 temporaries;
 # a sixteenth of scikit-learn's working memory each keeps the peak near it.
@@ -453,10 +453,7 @@ class PatternPosterior:
             pos = np.sort(rng.integers(0, n_free, size=(m, n_rest)), axis=1)
             for i in np.flatnonzero(np.any(pos[:, 1:] == pos[:, :-1], axis=1)):
                 pos[i] = np.sort(rng.choice(n_free, n_rest, replace=False))
-        # Position r among the non-excluded patterns is pattern r + #{j : e_j - j <= r}
-        # for the sorted excluded indices e.
-        shifted = np.sort(excluded, axis=1) - np.arange(n_near)
-        return pos + np.sum(shifted[:, None, :] <= pos[:, :, None], axis=2)
+        return complement_index(excluded, pos)
 
 
 def _softmax_moments(logits, vecs, want_mean, want_spread):
@@ -480,6 +477,25 @@ def _softmax_moments(logits, vecs, want_mean, want_spread):
             spread = second[:, :, 0] - np.einsum("mrd,mrd->mr", first, first)
             out.spread = np.maximum(spread, 0.0)
     return out
+
+
+def complement_index(excluded, positions):
+    """Pattern index of each position among the patterns a row does not exclude.
+
+    Parameters
+    ----------
+    excluded : ndarray of shape (m, K)
+        Distinct excluded pattern indices per row.
+    positions : ndarray of shape (m, L)
+        Positions in [0, N - K) among the remaining patterns, in index order.
+
+    Returns
+    -------
+    ndarray of shape (m, L)
+    """
+    # Position r is pattern r + #{j : e_j - j <= r} for the sorted excluded e.
+    shifted = np.sort(excluded, axis=1) - np.arange(excluded.shape[1])
+    return positions + np.sum(shifted[:, None, :] <= positions[:, :, None], axis=2)
 
 
 def posterior_per_row(queries, patterns, s2, *, spread=False):

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDiffusionDensity, check_n_samples, resolve_bandwidth
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
-from ._posterior import PatternPosterior, posterior_per_row
+from ._posterior import PatternPosterior, complement_index, posterior_per_row
 
 __all__ = ["PathExtrapolationDensity", "path_convergence"]
 
@@ -131,11 +131,8 @@ def gaussian_bridge_posterior(x_tau, x_beta, tau, beta, mean, variance):
 # ------------------------------------------------------------ the tower draw
 def _uniform_complement(rng, excluded, n_total):
     """One index per row, uniform among those not in the row of ``excluded``."""
-    k = excluded.shape[1]
-    pos = rng.integers(0, n_total - k, size=excluded.shape[0])
-    # Position r among the free indices is r + #{j : e_j - j <= r}, e sorted.
-    shifted = np.sort(excluded, axis=1) - np.arange(k)
-    return pos + np.sum(shifted <= pos[:, None], axis=1)
+    pos = rng.integers(0, n_total - excluded.shape[1], size=(excluded.shape[0], 1))
+    return complement_index(excluded, pos)[:, 0]
 
 
 def _categorical(rng, logits):
