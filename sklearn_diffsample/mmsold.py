@@ -35,13 +35,22 @@ __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 _AUTO_EXACT_MAX_WORK = 100_000
 # The nearest-neighbour rules look at the neighbours of at most this many patterns.
 _NN_RULE_QUERIES = 2000
+# bandwidth="auto" and smoothing="auto": this many median nearest-pattern distances.
+_AUTO_SCALE = 2.0
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
-# Defensive importance sampling of log Z: draws, and the pi_delta share.
+# Defensive importance sampling of log Z: at most _IS_DRAWS draws (fewer where
+# each energy costs many pattern sums), a pilot of _IS_MIN_DRAWS, and more only
+# until the estimated standard error of log Z falls below _LOG_Z_TOL.
 _IS_DRAWS = 20_000
 _IS_MIN_DRAWS = 2_000
 _IS_WORK = 2e7
 _IS_KDE_SHARE = 0.9
+_LOG_Z_TOL = 5e-3
+# Default calibration swarm: at most _CAL_PER_PATTERN particles per pattern,
+# at least max(5 (d + 1), _CAL_MIN) (see MMSOLDSampler Notes).
+_CAL_PER_PATTERN = 4
+_CAL_MIN = 100
 # Below this ESS fraction the log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
 # h * lambda_max(Sigma*) / delta^2 of step_size="auto", and the warning level.
@@ -224,6 +233,11 @@ def _median_nn_distance(X, rng):
     return float(np.median(other))
 
 
+def _ess_fraction(log_w):
+    """Kish effective sample size of importance weights, as a fraction of their number."""
+    return float(np.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w)) / len(log_w))
+
+
 def _gaussian_log_pdf(Z, mu, A_inv):
     R = (Z - mu) @ A_inv
     log_det = np.linalg.slogdet(A_inv)[1]
@@ -247,13 +261,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
     Parameters
     ----------
     bandwidth : float, "auto", "scott" or "silverman", default="auto"
-        delta, the KDE bandwidth of the potential.  "auto" is 0.25 times the
-        median distance from a pattern to its nearest other pattern (in
-        working coordinates); the rules are scale-aware (see ``api``).
+        delta, the KDE bandwidth of the potential.  "auto" is 2 times the
+        median distance r_nn from a pattern to its nearest other pattern (in
+        working coordinates; see Notes for why); the rules are scale-aware
+        (see ``api``).
     smoothing : float >= 0 or "auto", default="auto"
-        sigma, the width of the log-domain smoothing.  "auto" is the median
-        nearest-pattern distance.  0 gives Langevin on pi_delta itself, whose
-        density is then the KDE in closed form.
+        sigma, the width of the log-domain smoothing.  "auto" is 2 r_nn.
+        0 gives Langevin on pi_delta itself, whose density is then the KDE in
+        closed form.
     n_smoothing_draws : int or "auto", default="auto"
         M, the even number of antithetic perturbations per particle and step
         for the Monte Carlo grad V.  "auto": 8 for d <= 10, else 32.
@@ -275,8 +290,11 @@ class MMSOLDSampler(BaseDiffusionDensity):
         h = 0.5 delta^2 / lambda_max(Sigma*); beyond a stiffness ratio of
         about 2 the dynamics degrade and a warning is issued.  Particles relax
         over a time n_steps * h (scaled by Sigma*).
-    n_steps : int, default=100
-        Langevin steps per swarm (also for the calibration swarm).
+    n_steps : int, default=50
+        Langevin steps per swarm (also for the calibration swarm).  With the
+        "auto" scales and step size a particle diffuses about 2 r_nn per step,
+        so 50 steps relax the swarm well past the pattern spacing (on the 2-D
+        targets 20, 30 and 50 steps gave the same SW2 and DCR ratio).
     whiten : int or None, default=None
         None: raw coordinates.  An int k: partial whitening; covariance
         eigenvalues past the k-th are lifted to the (k+1)-th before the
@@ -317,6 +335,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
         h in use.
     swarm_size_ : int
         Particles per swarm (the resolved ``batch_size``).
+    calibration_size_ : int
+        Particles of the calibration swarm: ``batch_size`` when given, else
+        max(5 (d + 1), min(``swarm_size_``, max(100, 4 n_samples_fit))).
     target_mean_ : ndarray of shape (n_features,)
         mu*, in data coordinates.
     target_covariance_ : ndarray of shape (n_features, n_features)
@@ -341,7 +362,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         ``score_samples`` (common random numbers).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit (DataFrame input only).
 
     See Also
@@ -359,7 +380,28 @@ class MMSOLDSampler(BaseDiffusionDensity):
     of the final calibration particles.  That sampler is reliable in
     low dimension (ESS 70-80% in 2-D); beyond d ~ 10-20 its ESS collapses and
     ``calibration_ess_`` says so.  The multipliers' Monte Carlo error shrinks
-    like 1/sqrt(batch_size * n_steps).
+    like 1/sqrt(``calibration_size_ * n_steps``).  Without an explicit
+    ``batch_size`` the calibration swarm has at most 4 particles per pattern
+    (at least max(5 (d + 1), 100)): with few patterns the target moments
+    themselves carry a sampling error of order 1/sqrt(n_samples), which a
+    larger swarm cannot remove; log Z uses a pilot of 2000 importance draws
+    and more (up to 20000) only until its standard error is below 5e-3.
+
+    Why the "auto" scales are 2 r_nn (r_nn the median nearest-pattern
+    distance).  Log-domain smoothing leaves the curvature 1/delta^2 of U near
+    an isolated pattern unchanged (the mean of a quadratic over a Gaussian
+    perturbation is the same quadratic plus a constant), so delta sets how
+    tightly particles cling to patterns.  Measured on the 2-D checkerboard and
+    two spirals (N = 500, 2 x 2000 samples, SW2 to 5000 held-out points):
+    delta = sigma/4 = 0.25 r_nn (the spec's reproduction setting) gave
+    SW2 0.105 / 0.105 with DCR ratios 0.56 / 0.59 (it copies the local
+    structure, and its Stein calibration was unstable: Lambda entries up to
+    8 where about 0 is expected, importance ESS near 0); delta = sigma = r_nn
+    gave 0.099 / 0.097 with DCR 0.82 / 0.86, and delta = sigma = 2 r_nn gave
+    0.099 / 0.095 with DCR 1.00 / 1.24, against KernelDensity with a
+    cross-validated bandwidth at 0.111 / 0.114 and DCR 0.96 / 1.00.
+    Relaxation was not the limit: 200 instead of 50 steps changed nothing at
+    0.25 r_nn.
 
     References
     ----------
@@ -399,7 +441,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
 
     def __init__(self, *, bandwidth="auto", smoothing="auto", n_smoothing_draws="auto",
                  score_estimator="auto", n_neighbors=50, n_remainder=50, integrator="lm",
-                 step_size="auto", n_steps=100, whiten=None, interaction="swarm",
+                 step_size="auto", n_steps=50, whiten=None, interaction="swarm",
                  algorithm="auto", batch_size=None, n_jobs=None, random_state=None,
                  verbose=0):
         self.bandwidth = bandwidth
@@ -460,6 +502,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
             )
         self.bandwidth_, self.smoothing_, self.n_smoothing_draws_ = delta, sigma, n_draws
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
+        self.calibration_size_ = swarm_size if self.batch_size is not None else max(
+            5 * (d + 1), min(swarm_size, max(_CAL_MIN, _CAL_PER_PATTERN * n)))
         self.whitening_, self._centre = T, centre
         self._log_det_whitening = float(np.linalg.slogdet(T)[1])
         self.target_mean_ = centre
@@ -475,8 +519,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         r_nn = _median_nn_distance(W, rng) if any(rules) else 0.0
         if any(rules) and not r_nn > 0:
             r_nn = resolve_bandwidth("scott", W)  # mostly duplicated rows: no spacing
-        delta = 0.25 * r_nn if rules[0] else resolve_bandwidth(self.bandwidth, W)
-        sigma = r_nn if rules[1] else float(self.smoothing)
+        delta = _AUTO_SCALE * r_nn if rules[0] else resolve_bandwidth(self.bandwidth, W)
+        sigma = _AUTO_SCALE * r_nn if rules[1] else float(self.smoothing)
         return float(delta), float(sigma)
 
     def _knn(self):
@@ -509,9 +553,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
             stein = _Stein(d)
             return stein, dyn.swarm(size, chunk_rng, report, stein)
 
-        ((stein, particles),) = run_chunks(calibration_run, [self.swarm_size_], swarm_seed, n_jobs=1,
-                              verbose=self.verbose, steps_per_chunk=self.n_steps,
-                              desc="calibrating")
+        ((stein, particles),) = run_chunks(
+            calibration_run, [self.calibration_size_], swarm_seed, n_jobs=1,
+            verbose=self.verbose, steps_per_chunk=self.n_steps, desc="calibrating")
         self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self._A @ self._A)
         log_z, ess = self._importance_log_normalizer(rng, particles)
         # log Z of the spec's form exp(-V - lambda^T z - ...): lambda^T mu moves out.
@@ -538,33 +582,47 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _importance_log_normalizer(self, rng, particles):
         """log of int exp(-energy) by defensive importance sampling, and the ESS fraction.
 
-        Proposal 0.9 q_delta + 0.1 N(mu*, Sigma*), q_delta the Gaussian KDE of
-        bandwidth delta on the final calibration particles: the spec's
-        defensive mixture with those particles in place of the patterns, since
-        rho (smoothed by sigma) has mass between patterns that pi_delta lacks.
-        Centres are taken by systematic sampling (each one's expected count is
-        exact, so the estimate stays unbiased) with less variance than iid picks.
+        Proposal 0.9 q_b + 0.1 N(mu*, Sigma*), q_b the Gaussian KDE of the
+        final calibration particles at bandwidth b = max(delta, their median
+        nearest-neighbour distance): the spec's defensive mixture with those
+        particles in place of the patterns, since rho (smoothed by sigma) has
+        mass between patterns that pi_delta lacks, and widened where the
+        particles are sparser than delta (beyond 2-D) so that q_b has no holes.
+        A pilot of _IS_MIN_DRAWS draws estimates the ESS; more draws follow
+        until the standard error sqrt((1/ESS - 1)/n) of log Z is below
+        _LOG_Z_TOL, up to the work cap of :meth:`_n_importance_draws`.
         """
-        post, s2 = PatternPosterior(particles), self.bandwidth_**2
-        n_draws = self._n_importance_draws()
+        post = PatternPosterior(particles)
+        b = max(self.bandwidth_, _median_nn_distance(particles, rng))
+        n_max = self._n_importance_draws()
+        log_w = self._importance_log_weights(post, b**2, min(_IS_MIN_DRAWS, n_max), rng)
+        ess = _ess_fraction(log_w)
+        wanted = (1.0 / ess - 1.0) / _LOG_Z_TOL**2
+        extra = 10 * (int(min(wanted, n_max) - len(log_w)) // 10)
+        if extra > 0:
+            log_w = np.concatenate([log_w, self._importance_log_weights(post, b**2, extra, rng)])
+            ess = _ess_fraction(log_w)
+        return float(logsumexp(log_w) - np.log(len(log_w))), ess
+
+    def _importance_log_weights(self, post, b2, n_draws, rng):
+        """log(exp(-energy) / proposal) at n_draws draws of the defensive mixture."""
         n_kde = int(round(_IS_KDE_SHARE * n_draws))
+        # Systematic picks of the centres: each one's expected count is exact,
+        # so the estimate stays unbiased, with less variance than iid picks.
         picks = np.floor((np.arange(n_kde) + rng.random()) * post.n_patterns / n_kde)
         Z_kde = post.patterns[picks.astype(np.int64)]
-        Z_kde = Z_kde + np.sqrt(s2) * rng.standard_normal(Z_kde.shape)
+        Z_kde = Z_kde + np.sqrt(b2) * rng.standard_normal(Z_kde.shape)
         Z_gauss = self._centre + rng.standard_normal(
             (n_draws - n_kde, self.n_features_in_)) @ self._A
         Z = np.vstack([Z_kde, Z_gauss])
-        log_pi = self._score_rows(lambda rows: post.log_density(rows, s2), Z)
+        log_pi = self._score_rows(lambda rows: post.log_density(rows, b2), Z)
         log_q = np.logaddexp(np.log(_IS_KDE_SHARE) + log_pi,
                              np.log1p(-_IS_KDE_SHARE)
                              + _gaussian_log_pdf(Z, self._centre, self._A_inv))
-        log_w = -self._score_rows(self._tilted_energy, Z) - log_q
-        total = logsumexp(log_w)
-        ess = float(np.exp(2.0 * total - logsumexp(2.0 * log_w)) / n_draws)
-        return float(total - np.log(n_draws)), ess
+        return -self._score_rows(self._tilted_energy, Z) - log_q
 
     def _n_importance_draws(self):
-        """Draws for log Z: _IS_DRAWS, fewer where each energy costs many pattern sums."""
+        """Most draws for log Z: _IS_DRAWS, fewer where each energy costs many pattern sums."""
         work = _SCORE_DRAWS * self.posterior_.n_patterns
         n = int(np.clip(_IS_WORK / work, _IS_MIN_DRAWS, _IS_DRAWS))
         return 10 * (n // 10)
