@@ -37,8 +37,8 @@ from sklearn_diffsample.mmsold import MMSOLDSampler
 TARGETS = ["checkerboard", "two_spirals", "rings", "moons"]
 FULL = dict(sizes=(1_000, 10_000, 100_000), d=16, particles=500, timed_steps=10,
             n_train=1000, n_test=5000, n_gen=1000, seeds=(0, 1, 2), kde_grid=12)
-QUICK = dict(sizes=(1_000, 10_000), d=16, particles=200, timed_steps=3,
-             n_train=1000, n_test=2000, n_gen=500, seeds=(0,), kde_grid=6)
+QUICK = dict(sizes=(1_000, 3_000), d=16, particles=200, timed_steps=3,
+             n_train=400, n_test=1000, n_gen=300, seeds=(0,), kde_grid=6)
 
 
 # ----------------------------------------------------------------- speed
