@@ -7,7 +7,7 @@ Subclasses implement ``_fit``, ``_score_samples`` and ``_sample``.
 """
 
 import numbers
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,9 +15,10 @@ from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._neighbors import ALGORITHMS
-from ._parallel import seed_sequence
+from ._parallel import blas_threads_per_worker, seed_sequence
 
 __all__ = [
     "BaseDiffusionDensity",
@@ -143,10 +144,13 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         """Apply ``func(rows, *args)`` on fixed row chunks, in parallel threads."""
         if X.shape[0] <= _SCORE_ROWS:
             return np.asarray(func(X, *args), dtype=np.float64)
-        parts = Parallel(n_jobs=getattr(self, "n_jobs", None), prefer="threads")(
-            delayed(func)(X[start:start + _SCORE_ROWS], *args)
-            for start in range(0, X.shape[0], _SCORE_ROWS)
-        )
+        n_jobs = getattr(self, "n_jobs", None)
+        starts = range(0, X.shape[0], _SCORE_ROWS)
+        inner = blas_threads_per_worker(n_jobs, len(starts))
+        with threadpool_limits(limits=inner) if inner else nullcontext():
+            parts = Parallel(n_jobs=n_jobs, prefer="threads")(
+                delayed(func)(X[start:start + _SCORE_ROWS], *args) for start in starts
+            )
         return np.concatenate(parts).astype(np.float64, copy=False)
 
     def score(self, X, y=None):

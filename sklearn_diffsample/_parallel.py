@@ -17,7 +17,14 @@ from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-__all__ = ["seed_sequence", "chunk_sizes", "chunk_slices", "run_chunks", "Progress"]
+__all__ = [
+    "Progress",
+    "blas_threads_per_worker",
+    "chunk_sizes",
+    "chunk_slices",
+    "run_chunks",
+    "seed_sequence",
+]
 
 
 def seed_sequence(random_state):
@@ -128,6 +135,16 @@ class Progress:
         return (Progress, (0, "", 0))
 
 
+def blas_threads_per_worker(n_jobs, n_tasks):
+    """BLAS threads each of ``n_jobs`` workers may use, or None for no limit.
+
+    Workers share the machine's cores, so that ``n_jobs`` workers do not each
+    start a full BLAS thread pool.
+    """
+    workers = effective_n_jobs(n_jobs) if n_tasks > 1 else 1
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+
 def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
     rng = np.random.default_rng(seed)
     report = partial(progress.step, index)
@@ -165,8 +182,7 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
         ``func``'s results, in chunk order.
     """
     children = seed.spawn(len(chunks))
-    workers = effective_n_jobs(n_jobs) if len(chunks) > 1 else 1
-    inner = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    inner = blas_threads_per_worker(n_jobs, len(chunks))
     progress = Progress(len(chunks) * steps_per_chunk, desc, verbose)
     tasks = (
         delayed(_run_chunk)(func, i, chunk, children[i], progress, os.getpid(), inner)
