@@ -112,14 +112,16 @@ def main():
     two_d = study_2d(300 if args.quick else 1000, 500 if args.quick else 2000, args.quick)
     RESULTS.mkdir(exist_ok=True)
     out = dict(quick=args.quick, one_d=one_d, two_d=two_d)
-    (RESULTS / "path.json").write_text(json.dumps(out, indent=2))
+    # Quick smoke runs must not overwrite the committed full tables.
+    stem = "path_quick" if args.quick else "path"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2))
     md = ["# PathExtrapolationDensity benchmark" + (" (--quick)" if args.quick else ""),
           "", "## 1-D study: N(0, 25) target", "",
           to_markdown(one_d, ["N", "method", "loglik", "ks", "copy_rate", "seconds"]),
           "", "## 2-D targets", "",
           to_markdown(two_d, ["target", "method", "loglik", "sw2", "copy_rate", "seconds"]),
           ""]
-    (RESULTS / "path.md").write_text("\n".join(md))
+    (RESULTS / f"{stem}.md").write_text("\n".join(md))
     print("\n".join(md))
 
 
