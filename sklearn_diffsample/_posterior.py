@@ -202,7 +202,12 @@ class PatternPosterior:
 
     @property
     def patterns(self):
+        """All stored patterns, in data coordinates (a new array)."""
         return self._x + self.offset
+
+    def take(self, ind):
+        """The patterns ``ind`` in data coordinates, without copying the rest."""
+        return self._x[ind] + self.offset
 
     def log_weights(self, ind=slice(None)):
         """Log-weights of the patterns ``ind`` (an index array or a slice)."""
@@ -222,7 +227,7 @@ class PatternPosterior:
             if not np.any(mask):
                 raise ValueError(f"No pattern has group label {label!r}.")
             self._children[label] = PatternPosterior(
-                self.patterns[mask],
+                self.take(mask),
                 log_weights=None if self._log_w is None else self._log_w[mask],
                 algorithm=self.algorithm,
                 random_state=self.random_state,

@@ -164,7 +164,7 @@ class _Dynamics:
     def draw_kde(self, size, rng):
         """``size`` draws from pi_delta: a random pattern plus delta * noise."""
         post = self.posterior
-        centres = post.patterns[rng.integers(0, post.n_patterns, size)]
+        centres = post.take(rng.integers(0, post.n_patterns, size))
         return centres + np.sqrt(self.s2) * rng.standard_normal(centres.shape)
 
     def swarm(self, size, rng, report, stein=None):
@@ -610,7 +610,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         # Systematic picks of the centres: each one's expected count is exact,
         # so the estimate stays unbiased, with less variance than iid picks.
         picks = np.floor((np.arange(n_kde) + rng.random()) * post.n_patterns / n_kde)
-        Z_kde = post.patterns[picks.astype(np.int64)]
+        Z_kde = post.take(picks.astype(np.int64))
         Z_kde = Z_kde + np.sqrt(b2) * rng.standard_normal(Z_kde.shape)
         Z_gauss = self._centre + rng.standard_normal(
             (n_draws - n_kde, self.n_features_in_)) @ self._A

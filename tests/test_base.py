@@ -55,7 +55,7 @@ class _ToyKDE(BaseDiffusionDensity):
         post, h2, n_steps = self.posterior_, self.bandwidth_**2, int(self.n_steps)
 
         def dynamics(size, rng, report):
-            x = post.patterns[rng.integers(0, post.n_patterns, size)]
+            x = post.take(rng.integers(0, post.n_patterns, size))
             x = x + np.sqrt(h2) * rng.standard_normal(x.shape)
             for _ in range(n_steps):
                 m = post.query(x, h2, mean=True).mean
