@@ -189,8 +189,9 @@ def test_circle_samples_follow_the_tilted_density(circle_fit):
 
 # ---------------------------------------------------------------- stability
 @pytest.mark.parametrize("smoothing", [0.0, "auto"])
-def test_default_step_size_stays_stable_over_long_runs(smoothing):
-    target = make_target("checkerboard")
+@pytest.mark.parametrize("name", ["checkerboard", "two_spirals", "rings", "moons"])
+def test_default_step_size_stays_stable_over_long_runs(name, smoothing):
+    target = make_target(name)
     X = target.sample(200, random_state=0)
     fresh = target.sample(2000, random_state=1)
     floor = sliced_wasserstein(X, fresh, random_state=0)  # the training set's own distance
