@@ -339,9 +339,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         self.posterior_ = PatternPosterior(Z, groups=codes, algorithm=algorithm,
                                            random_state=seed)
         # Children are built here, once, not concurrently by sampling threads.
-        self._prior_means = {
-            label: self._engine(label).patterns.mean(axis=0) for label in labels
-        }
+        for label in labels:
+            self._engine(label)
 
     def _fit_gaussian(self, Z, codes, labels):
         self._gaussians = {}
@@ -423,7 +422,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             return mean + ((x - alpha * mean) @ vecs * gain) @ vecs.T
         if alpha == 0.0:
             # Pure noise carries no information: the denoiser is the prior mean.
-            return np.broadcast_to(self._prior_means[label], x.shape).copy()
+            return np.broadcast_to(self._engine(label).offset, x.shape).copy()
         stats = self._engine(label).query(
             x / alpha, (sigma / alpha) ** 2 + h0**2, mean=True,
             n_neighbors=self.n_neighbors, tol=self.tol)
