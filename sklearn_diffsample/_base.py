@@ -7,35 +7,91 @@ Subclasses implement ``_fit``, ``_score_samples`` and ``_sample``.
 """
 
 import numbers
-from contextlib import contextmanager, nullcontext
+import os
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import hash as joblib_hash
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from ._neighbors import ALGORITHMS
-from ._parallel import blas_threads_per_worker, seed_sequence
+from ._parallel import blas_thread_limit, blas_threads_per_worker, seed_sequence
 
 __all__ = [
     "BaseDiffusionDensity",
+    "check_bandwidth_range",
     "check_n_samples",
+    "check_output_memory",
+    "data_location_scale",
     "data_scale",
+    "index_seed",
     "resolve_bandwidth",
     "restored_on_failure",
 ]
 
 BANDWIDTH_RULES = ("scott", "silverman")
 _SCORE_ROWS = 1024
+# Bandwidths relative to the data scale that the engine resolves: below the
+# lower end the kernel variance underflows next to squared distances of order
+# one, above the upper end every pattern weighs the same.
+RELATIVE_BANDWIDTH_RANGE = (1e-100, 1e6)
+
+
+def _power_of_two_above(value):
+    """2^e with value < 2^e (1 for 0): dividing by it is exact in float64."""
+    return float(np.ldexp(1.0, int(np.frexp(value)[1]))) if value > 0 else 1.0
+
+
+def data_location_scale(X, axis=None):
+    """Mean and spread of X, free of overflow and underflow.
+
+    The spread is sqrt(mean per-feature variance) (``axis=None``) or the
+    per-feature standard deviation (``axis=0``).  Both are computed on X
+    divided by powers of two that bring its magnitude and then its deviations
+    near 1, so that data near 1e300 or 1e-300 get their true scale rather than
+    an overflowed or underflowed variance, and data of ordinary size get
+    exactly ``X.mean(0)`` and ``X.std(0)``.  A spread of zero is reported as 1.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    magnitude = _power_of_two_above(float(np.max(np.abs(X)))) if X.size else 1.0
+    U = X / magnitude
+    centre = U.mean(axis=0)
+    spread = _power_of_two_above(float(np.max(np.abs(U - centre)))) if X.size else 1.0
+    var = np.var(U / spread, axis=0)
+    factor = magnitude * spread
+    if axis == 0:
+        scale = factor * np.sqrt(var)
+        return magnitude * centre, np.where(scale > 0, scale, 1.0)
+    scale = factor * float(np.sqrt(np.mean(var)))
+    return magnitude * centre, scale if scale > 0 else 1.0
 
 
 def data_scale(X):
     """sigma_bar = sqrt(mean per-feature variance); 1 for data without spread."""
-    scale = float(np.sqrt(np.mean(np.var(X, axis=0))))
-    return scale if scale > 0 and np.isfinite(scale) else 1.0
+    return data_location_scale(X)[1]
+
+
+def check_bandwidth_range(value, scale, name="bandwidth"):
+    """Refuse a bandwidth the engine cannot resolve at this data scale.
+
+    ``value`` and ``scale`` are in the same units; the accepted range is
+    :data:`RELATIVE_BANDWIDTH_RANGE` times ``scale``.
+    """
+    low, high = RELATIVE_BANDWIDTH_RANGE
+    ratio = value / scale
+    if not (np.isfinite(ratio) and low <= ratio <= high):
+        raise ValueError(
+            f"{name}={value:.3g} is {ratio:.3g} times the data scale {scale:.3g}; "
+            f"this estimator works for {name}s between {low:g} and {high:g} times "
+            f"the data scale, that is between {low * scale:.3g} and "
+            f"{high * scale:.3g} here."
+        )
+    return value
 
 
 def resolve_bandwidth(bandwidth, X):
@@ -55,6 +111,42 @@ def resolve_bandwidth(bandwidth, X):
     else:
         raise ValueError(f"bandwidth rule must be one of {BANDWIDTH_RULES}, got {bandwidth!r}.")
     return data_scale(X) * factor
+
+
+def index_seed(random_state):
+    """The int seed of a neighbour index, from an estimator's ``random_state``.
+
+    An int is used as it is and None is 0, so that an index can be rebuilt
+    identically after unpickling; a RandomState or Generator gives one draw.
+    """
+    if random_state is None:
+        return 0
+    if isinstance(random_state, (Integral, np.integer)):
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def check_output_memory(n_samples, n_features):
+    """Refuse a draw whose float64 result cannot fit in this machine's memory.
+
+    The result is held twice while the chunks are stacked; where the
+    platform does not report its memory nothing is refused.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    need = 2 * 8 * int(n_samples) * int(n_features)
+    if need > total:
+        fits = max(total // (2 * 8 * max(int(n_features), 1)), 1)
+        raise ValueError(
+            f"sample({n_samples}) would need about {need / 2**30:.1f} GiB for its "
+            f"{n_samples} x {n_features} float64 result, more than this machine's "
+            f"{total / 2**30:.1f} GiB of memory. Draw in batches of at most "
+            f"{fits // 2} samples, with a different random_state for each."
+        )
 
 
 def check_n_samples(n_samples):
@@ -86,16 +178,25 @@ def restored_on_failure(estimator):
 
 
 class BaseDiffusionDensity(DensityMixin, BaseEstimator):
-    """Shared scikit-learn behaviour of the package's density estimators."""
+    """Shared scikit-learn behaviour of the package's density estimators.
+
+    Parameters fixed by ``fit`` stay fixed: ``sample`` and ``score_samples``
+    validate the parameters again and refuse to run when one that shapes the
+    fitted law was changed by ``set_params`` after the fit (or by a refit
+    that was refused).  Those in ``_call_time_params`` are read at each call.
+    """
 
     _parameter_constraints: dict = {
         "bandwidth": [Interval(Real, 0, None, closed="neither"), StrOptions(set(BANDWIDTH_RULES))],
         "algorithm": [StrOptions(set(ALGORITHMS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
+        "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
     }
+    # Read at each call, so free to change between fit and sample; the seed
+    # of fit has done its work once the fit is stored.
+    _call_time_params = ("batch_size", "n_jobs", "verbose", "random_state")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -114,7 +215,28 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
             The fitted estimator.
         """
         with restored_on_failure(self):
-            return self._fit(X, y)
+            self._fit(X, y)
+            self._fit_params_hash = self._law_params_hash()
+        return self
+
+    def _law_params_hash(self):
+        params = self.get_params(deep=False)
+        return {name: joblib_hash(value) for name, value in params.items()
+                if name not in self._call_time_params}
+
+    def _check_call(self):
+        """Fitted, parameters valid, and none that shapes the law changed since fit."""
+        check_is_fitted(self)
+        self._validate_params()
+        fitted = self._fit_params_hash
+        changed = sorted(name for name, value in self._law_params_hash().items()
+                         if fitted.get(name) != value)
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since this {type(self).__name__} was "
+                "fitted (set_params after fit, or a refit that failed); call fit "
+                "again to use the new value, or set it back."
+            )
 
     def _validate_fit_data(self, X, **kwargs):
         return validate_data(self, X, dtype=[np.float64, np.float32], **kwargs).astype(
@@ -122,7 +244,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         )
 
     def _validate_query(self, X):
-        check_is_fitted(self)
+        self._check_call()
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X.astype(np.float64, copy=False)
 
@@ -147,7 +269,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         n_jobs = getattr(self, "n_jobs", None)
         starts = range(0, X.shape[0], _SCORE_ROWS)
         inner = blas_threads_per_worker(n_jobs, len(starts))
-        with threadpool_limits(limits=inner) if inner else nullcontext():
+        with blas_thread_limit(inner):
             parts = Parallel(n_jobs=n_jobs, prefer="threads")(
                 delayed(func)(X[start:start + _SCORE_ROWS], *args) for start in starts
             )
@@ -184,9 +306,14 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         -------
         X : ndarray of shape (n_samples, n_features)
         """
+        return self._checked_draw(self._sample, n_samples, random_state)
+
+    def _checked_draw(self, draw, n_samples, random_state):
+        """``draw(n_samples, seed)`` after every check that can fail up front."""
         n_samples = check_n_samples(n_samples)
-        check_is_fitted(self)
+        self._check_call()
+        check_output_memory(n_samples, self.n_features_in_)
         seed = seed_sequence(random_state)
         if n_samples == 0:
             return np.empty((0, self.n_features_in_))
-        return np.asarray(self._sample(n_samples, seed), dtype=np.float64)
+        return np.asarray(draw(n_samples, seed), dtype=np.float64)

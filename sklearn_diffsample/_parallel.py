@@ -9,7 +9,7 @@ chunk, and in which order, cannot change a single bit of the result.
 import os
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 __all__ = [
     "Progress",
+    "blas_thread_limit",
     "blas_threads_per_worker",
     "chunk_sizes",
     "chunk_slices",
@@ -32,12 +33,18 @@ def seed_sequence(random_state):
 
     None draws fresh OS entropy.  A RandomState or Generator is advanced by one
     draw, so repeated calls with the same object give different streams, as
-    scikit-learn's ``check_random_state`` semantics lead users to expect.
+    scikit-learn's ``check_random_state`` semantics lead users to expect.  A
+    SeedSequence is a seed value, like an int: it is copied, never advanced.
     """
     if random_state is None:
         return np.random.SeedSequence()
     if isinstance(random_state, np.random.SeedSequence):
-        return random_state
+        # A copy: spawning from the caller's object would advance it, and the
+        # same SeedSequence must give the same draws, as the same int does.
+        return np.random.SeedSequence(
+            random_state.entropy, spawn_key=random_state.spawn_key,
+            pool_size=random_state.pool_size,
+            n_children_spawned=random_state.n_children_spawned)
     if isinstance(random_state, (int, np.integer)):
         if random_state < 0:
             raise ValueError(f"random_state must be >= 0, got {random_state}.")
@@ -135,6 +142,54 @@ class Progress:
         return (Progress, (0, "", 0))
 
 
+class _BlasLimiter:
+    """Process-wide BLAS thread limits that concurrent callers can share.
+
+    threadpoolctl's limits are global to the process.  Entered and left from
+    several threads, independent ``threadpool_limits`` blocks restore each
+    other's values in the wrong order and leave the process limited for good;
+    here the first caller in saves the original limits and the last one out
+    restores them.  A caller asking for fewer threads than the current limit
+    lowers it; nobody raises it while others are inside.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._limit = None
+        self._original = None
+
+    @contextmanager
+    def limit(self, n_threads):
+        if n_threads is None:
+            yield
+            return
+        with self._lock:
+            if self._depth == 0:
+                self._original = threadpool_limits(limits=n_threads)
+                self._limit = n_threads
+            elif n_threads < self._limit:
+                threadpool_limits(limits=n_threads)
+                self._limit = n_threads
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._original.restore_original_limits()
+                    self._original = self._limit = None
+
+
+_BLAS_LIMITER = _BlasLimiter()
+
+
+def blas_thread_limit(n_threads):
+    """Context limiting BLAS to ``n_threads`` (None: no limit), safe across threads."""
+    return _BLAS_LIMITER.limit(n_threads)
+
+
 def blas_threads_per_worker(n_jobs, n_tasks):
     """BLAS threads each of ``n_jobs`` workers may use, or None for no limit.
 
@@ -151,7 +206,7 @@ def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
     if inner_threads is None or os.getpid() == parent_pid:
         # Thread workers share the BLAS limit set once by the driver.
         return func(chunk, rng, report)
-    with threadpool_limits(limits=inner_threads):
+    with blas_thread_limit(inner_threads):
         return func(chunk, rng, report)
 
 
@@ -190,7 +245,7 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
     )
     results = []
     try:
-        with threadpool_limits(limits=inner) if inner else nullcontext():
+        with blas_thread_limit(inner):
             parallel = Parallel(n_jobs=n_jobs, prefer="threads",
                                 return_as="generator" if verbose else "list")
             for i, result in enumerate(parallel(tasks)):

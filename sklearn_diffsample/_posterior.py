@@ -22,6 +22,7 @@ Three ways to get them:
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn import get_config
 
 from ._neighbors import PatternIndex
@@ -31,6 +32,8 @@ __all__ = ["PatternPosterior", "PosteriorStats", "complement_index", "posterior_
 # Each streamed block holds a few (queries x patterns) float64 temporaries;
 # a sixteenth of scikit-learn's working memory each keeps the peak near it.
 _TEMPORARIES_SHARE = 16
+# A kernel variance this large stands for flat weights (1/s2 = 0): see draw.
+_FLAT_VARIANCE = 1e300
 # Blocks of ~8 MB stay in cache across the elementwise passes over the logits.
 _MAX_QUERY_ROWS = 256
 _CACHE_BLOCK_ELEMENTS = 2**20
@@ -445,6 +448,21 @@ class PatternPosterior:
         out.mean += self.offset
         return out
 
+    def draw(self, queries, s2, rng, n_near=32):
+        """Draw one pattern index per query from its posterior.
+
+        The posterior of query q weighs pattern i by exp(-|q - x_i|^2 / (2 s2));
+        ``s2`` of at least 1e300 means uniform weights.  See
+        :func:`_draw_by_rejection` for the method; it is exact as far as the
+        index returns the true nearest patterns.
+        """
+        if self._log_w is not None:
+            raise ValueError("draw samples unweighted posteriors only.")
+        queries = np.asarray(queries, dtype=np.float64)
+        if s2 >= _FLAT_VARIANCE:
+            return rng.integers(0, self.n_patterns, size=queries.shape[0])
+        return _draw_by_rejection(self, queries, s2, rng, n_near)
+
     def _draw_remainder(self, rng, excluded, n_rest):
         m, n_near = excluded.shape
         n_free = self.n_patterns - n_near
@@ -459,6 +477,50 @@ class PatternPosterior:
             for i in np.flatnonzero(np.any(pos[:, 1:] == pos[:, :-1], axis=1)):
                 pos[i] = np.sort(rng.choice(n_free, n_rest, replace=False))
         return complement_index(excluded, pos)
+
+
+def _categorical(rng, logits):
+    """One column per row of ``logits`` (m, k), drawn by inverse CDF."""
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(prob, axis=1)
+    u = rng.random(logits.shape[0]) * cdf[:, -1]
+    return np.minimum(np.sum(cdf <= u[:, None], axis=1), logits.shape[1] - 1)
+
+
+def _draw_by_rejection(post, queries, s2, rng, n_near):
+    """Posterior draws: the k nearest exactly, the rest by rejection.
+
+    The k nearest patterns (from the index) keep their exact weights; the
+    others are proposed uniformly under the weight of the (k+1)-th neighbour,
+    which bounds them, and accepted with their weight ratio.  This is exact
+    rejection sampling with acceptance >= 1 / (1 + delta), delta the top-k
+    certificate; with an approximate index it is exact only as far as the
+    returned neighbours are the true ones.
+    """
+    m, n_total = queries.shape[0], post.n_patterns
+    k = min(n_near, n_total)
+    sq, ind = post.kneighbors(queries, min(k + 1, n_total))
+    logits = -sq / (2.0 * s2)
+    if k == n_total:
+        return ind[np.arange(m), _categorical(rng, logits)]
+    near, bound = logits[:, :k], logits[:, k]
+    log_near = logsumexp(near, axis=1)
+    p_near = np.exp(log_near - np.logaddexp(log_near, np.log(n_total - k) + bound))
+    out = np.empty(m, dtype=np.int64)
+    todo = np.arange(m)
+    while todo.size:
+        pick_near = rng.random(todo.size) < p_near[todo]
+        rows = todo[pick_near]
+        out[rows] = ind[rows, _categorical(rng, near[rows])]
+        rows = todo[~pick_near]
+        pos = rng.integers(0, n_total - k, size=(rows.size, 1))
+        cand = complement_index(ind[rows, :k], pos)[:, 0]
+        diff = queries[rows] - post.take(cand)
+        log_ratio = -np.einsum("md,md->m", diff, diff) / (2.0 * s2) - bound[rows]
+        accept = np.log(rng.random(rows.size)) < log_ratio
+        out[rows[accept]] = cand[accept]
+        todo = rows[~accept]
+    return out
 
 
 def _softmax_moments(logits, vecs, want_mean, want_spread):

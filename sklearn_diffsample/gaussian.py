@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._schedules import VPSchedule, make_schedule, time_grid
+from ._solvers import eta_coefficients
 
 __all__ = [
     "SamplerMoments",
@@ -205,18 +206,16 @@ def grid_coefficients(n_steps, noise_floor, *, schedule="cosine", timesteps="log
 
 
 def _step_coefficients(lam, a, s, eta):
-    """Per-step gain on the centred state (K, d) and fresh-noise variance (K, 1)."""
-    with np.errstate(divide="ignore"):
-        log_snr = np.log(a) - np.log(s)
-    # Infinite h (start at alpha = 0 or end at sigma = 0) gives e^{-2h} = 0 exactly.
-    h = np.diff(log_snr)[:, None]
+    """Per-step gain on the centred state (K, d) and fresh-noise variance (K, 1).
+
+    With the Gaussian denoiser D = alpha_s lam x_s / v_s the sampler's own step
+    (:func:`~sklearn_diffsample._solvers.eta_coefficients`) is linear in x_s.
+    """
     a, s = a[:, None], s[:, None]
-    noise_var = s[1:] ** 2 * eta**2 * -np.expm1(-2.0 * h)
-    # sqrt(sigma_t^2 - c^2) as a sum of positives: exact for DDPM (sigma_t e^{-h}).
-    kept = s[1:] * np.sqrt((1.0 - eta**2) + eta**2 * np.exp(-2.0 * h))
+    kept, noise = eta_coefficients(a[:-1], s[:-1], a[1:], s[1:], eta)
     v = a**2 * lam + s**2
     gains = (a[1:] * a[:-1] * lam + kept * s[:-1]) / v[:-1]
-    return gains, noise_var
+    return gains, noise**2
 
 
 def _recursion(lam, a, s, eta, c0):

@@ -2,13 +2,14 @@
 
 No network is trained: the denoiser of the Gaussian-smoothed empirical
 distribution is a posterior mean over the stored patterns, which the engine
-(:class:`~sklearn_diffsample.PatternPosterior`) returns exactly.  On top of it
-sit the first-order exponential integrators (DDIM, DDPM and the eta family
-between them) and classifier-free guidance D_w = D_u + w (D_c - D_u).
+(:class:`~sklearn_diffsample.PatternPosterior`) returns exactly.  The score
+model (:mod:`._score_models`) answers for the data law, the integrators
+(:mod:`._solvers`) step the reverse variance-preserving diffusion, the
+probability-flow likelihood (:mod:`._likelihood`) stands apart, and
+classifier-free guidance combines D_w = D_u + w (D_c - D_u).
 
-Notation (guided.md): x_t = alpha_t x_0 + sigma_t eps, lambda_t = log(alpha_t /
-sigma_t), a step s -> t has h = lambda_t - lambda_s > 0 and e^{-h} =
-alpha_s sigma_t / (sigma_s alpha_t).  Everything runs in internal coordinates
+Notation (docs, design): x_t = alpha_t x_0 + sigma_t eps, lambda_t =
+log(alpha_t / sigma_t).  Everything runs in internal coordinates
 z = (x - location_) / data_scale_, where N(0, I) is the right start whatever the
 data's units; results are reported in data units.
 """
@@ -18,69 +19,32 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.integrate import solve_ivp
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length
 
-from ._base import BaseDiffusionDensity, check_n_samples, data_scale, resolve_bandwidth
-from ._parallel import chunk_slices, run_chunks, seed_sequence
-from ._posterior import PatternPosterior
+from ._base import (
+    BaseDiffusionDensity,
+    check_bandwidth_range,
+    check_n_samples,
+    data_location_scale,
+    index_seed,
+    resolve_bandwidth,
+)
+from ._likelihood import probability_flow_log_density
+from ._parallel import chunk_slices, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
+from ._score_models import SCORE_MODELS, EmpiricalScore, GaussianScore, guided_combination
+from ._solvers import ddim_step, ddpm_step, eta_step
 from .gaussian import plan_n_steps
 
-__all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step"]
+__all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step", "encode_labels"]
 
-SCORE_MODELS = ("empirical", "gaussian")
 SCORE_METHODS = ("closed_form", "ode")
-
-# The probability-flow ODE needs a finite start; at lambda = -10 the marginal is
-# N(0, I) to within alpha^2 ~ 2e-9 in variance (the schedules' logSNR floor).
-_ODE_LOG_SNR_FLOOR = -10.0
-_ODE_RTOL = 1e-11
-_ODE_ATOL = 1e-12
 _AUTO_MAX_STEPS = 1000
 # Support-guarantee check for stochastic guided steps (see _guarantee_margin).
 _GUARANTEE_LIMIT = 2.5
-
-
-# --------------------------------------------------------------------------
-# One function per integrator step.  In x/alpha coordinates each step is a
-# convex combination of the current point and the denoiser output (plus noise),
-# which is what keeps guided samples near the support.
-# --------------------------------------------------------------------------
-def _decay(alpha_s, sigma_s, alpha_t, sigma_t):
-    """e^{-h} = alpha_s sigma_t / (sigma_s alpha_t); exactly 0 from alpha_s = 0."""
-    return (alpha_s * sigma_t) / (sigma_s * alpha_t)
-
-
-def ddim_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t):
-    """DDIM: x_t = alpha_t D + (sigma_t / sigma_s)(x_s - alpha_s D)."""
-    return alpha_t * denoised + (sigma_t / sigma_s) * (x_s - alpha_s * denoised)
-
-
-def ddpm_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t, z):
-    """DDPM step.
-
-    x_t = (sigma_t/sigma_s) e^{-h} x_s + alpha_t (1 - e^{-2h}) D
-    + sigma_t sqrt(1 - e^{-2h}) z.
-    """
-    decay = _decay(alpha_s, sigma_s, alpha_t, sigma_t)
-    keep = 1.0 - decay**2
-    return ((sigma_t / sigma_s) * decay * x_s + (alpha_t * keep) * denoised
-            + (sigma_t * np.sqrt(keep)) * z)
-
-
-def eta_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t, eta, z):
-    """x_t = alpha_t D + sqrt(sigma_t^2 - c^2)(x_s - alpha_s D)/sigma_s + c z.
-
-    c = eta sigma_t sqrt(1 - e^{-2h}); eta = 0 is DDIM, eta = 1 is DDPM.
-    """
-    decay2 = _decay(alpha_s, sigma_s, alpha_t, sigma_t) ** 2
-    noise = eta * sigma_t * np.sqrt(1.0 - decay2)
-    # sqrt(sigma_t^2 - c^2) as a sum of positives, free of cancellation.
-    kept = sigma_t * np.sqrt((1.0 - eta**2) + eta**2 * decay2)
-    return alpha_t * denoised + (kept / sigma_s) * (x_s - alpha_s * denoised) + noise * z
 
 
 def _guarantee_margin(alphas, sigmas, eta, guidance_scale):
@@ -91,7 +55,7 @@ def _guarantee_margin(alphas, sigmas, eta, guidance_scale):
     away from the class; the fresh noise then stops the trajectory from
     correcting itself, as DDIM's does.  This matters once the noise is below
     the data scale (lambda > 0 in internal units), where D_c and D_u part.
-    The project's two-circles runs (guided.md) leave the support where this
+    The project's two-circles runs (docs, design) leave the support where this
     margin exceeds ``_GUARANTEE_LIMIT`` (e.g. 10 DDPM steps with w >= 7, 25
     with w >= 7 on the logSNR grid) and stay within 5 h below it.
     """
@@ -121,7 +85,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     ----------
     bandwidth : float or {"scott", "silverman"}, default="scott"
         Noise floor h in data units: sampling stops where sigma_t/alpha_t = h.
-        The rules are scale-aware (see ``resolve_bandwidth``).
+        The rules are scale-aware (see ``resolve_bandwidth``); ``fit`` refuses
+        an h outside 1e-100 to 1e6 times the data scale.
     schedule : {"cosine", "linear"}, default="cosine"
         Variance-preserving noise schedule.
     n_steps : int or "auto", default=50
@@ -134,15 +99,10 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         the data's root-mean-square radius).
     timesteps : {"logsnr", "time_uniform", "angle"}, default="angle"
         Time grid: uniform in lambda = log(alpha/sigma), in t, or in the angle
-        atan(sigma/alpha).  ``"angle"`` is the default: it is the best grid for
-        a Gaussian (gaussian.md) and needs about 2.5 times fewer steps than
-        ``"logsnr"`` for the same predicted error (``plan_n_steps``), because
-        the logSNR grid starts at lambda = -10 and spends about two thirds of
-        its steps where the data barely change the state.  On two circles
-        (200 points each, h = 0.05, 50 DDIM steps) its samples are within
-        sliced-W2 0.021 of KDE draws against 0.053 for ``"logsnr"`` (two KDE
-        draws differ by 0.018).  With the cosine schedule it equals
-        ``"time_uniform"``.
+        atan(sigma/alpha).  ``"angle"`` is the best grid for a Gaussian and
+        needs fewer steps than ``"logsnr"`` for the same predicted error
+        (:ref:`design-guided` in the docs says why and how much).  With the
+        cosine schedule it equals ``"time_uniform"``.
     eta : float in [0, 1], default=0.0
         Stochasticity: 0 is DDIM (deterministic), 1 is DDPM.
     guidance_scale : float >= 0, default=1.0
@@ -171,7 +131,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         Samples per chunk: the unit of parallel work and of seeding.
     n_jobs : int or None, default=None
         joblib workers for sampling and scoring.
-    random_state : int, RandomState or None, default=None
+    random_state : int, RandomState, Generator or None, default=None
         Seed of an approximate neighbour index (fit-time randomness only; the
         randomness of ``sample`` comes from its own ``random_state``).
     verbose : int, default=0
@@ -197,6 +157,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         :mod:`sklearn_diffsample.gaussian` can be evaluated on what runs.
     classes_ : ndarray of shape (n_classes,)
         Class labels seen by ``fit(X, y)``; absent after an unlabelled fit.
+    score_model_ : EmpiricalScore or GaussianScore
+        The data law's exact denoiser, score and density (internal units).
     posterior_ : PatternPosterior
         The engine over the internal patterns (``score_model="empirical"``).
     mean_, covariance_ : ndarray of shape (n_features,), (n_features, n_features)
@@ -239,7 +201,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     >>> X = np.vstack([rng.normal(-2, 0.3, (20, 2)), rng.normal(2, 0.3, (20, 2))])
     >>> y = np.repeat([0, 1], 20)
     >>> est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=20).fit(X, y)
-    >>> samples = est.sample(5, y=1, guidance_scale=3.0, random_state=0)
+    >>> samples = est.sample(5, 0, y=1, guidance_scale=3.0)
     >>> samples.shape, bool(np.all(samples > 0))
     ((5, 2), True)
     >>> est.score_samples(X[:2], y=0).shape
@@ -260,6 +222,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="neither")],
     }
+    _call_time_params = (*BaseDiffusionDensity._call_time_params, "guidance_scale")
 
     def __init__(self, *, bandwidth="scott", schedule="cosine", n_steps=50,
                  n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
@@ -305,9 +268,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     def _fit(self, X, y):
         X = self._validate_fit_data(X)
         codes, classes = _encode_fit_labels(X, y)
-        self.bandwidth_ = resolve_bandwidth(self.bandwidth, X)
-        self.location_ = X.mean(axis=0)
-        self.data_scale_ = data_scale(X)
+        self.location_, self.data_scale_ = data_location_scale(X)
+        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, X),
+                                                self.data_scale_)
         self.noise_floor_ = self.bandwidth_ / self.data_scale_
         Z = (X - self.location_) / self.data_scale_
         for name in ("classes_", "posterior_", "mean_", "covariance_",
@@ -315,12 +278,16 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             self.__dict__.pop(name, None)
         if classes is not None:
             self.classes_ = classes
-        labels = [None] if classes is None else [None, *range(len(classes))]
+        h0_sq = (self.data_bandwidth / self.data_scale_) ** 2
         if self.score_model == "empirical":
-            self._fit_empirical(Z, codes, labels)
+            self.score_model_ = EmpiricalScore(
+                Z, codes, h0_sq, n_neighbors=self.n_neighbors, tol=self.tol,
+                algorithm=self.algorithm, random_state=index_seed(self.random_state))
+            self.posterior_ = self.score_model_.posterior
         else:
-            self._fit_gaussian(Z, codes, labels)
-        self.n_steps_ = self._resolve_n_steps(Z)
+            self.score_model_ = GaussianScore(Z, codes, h0_sq)
+            self._store_gaussians(classes)
+        self.n_steps_ = self._resolve_n_steps(Z, h0_sq)
         schedule = make_schedule(self.schedule)
         self.time_grid_ = time_grid(schedule, self.n_steps_, self.noise_floor_,
                                     kind=self.timesteps)
@@ -328,47 +295,23 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         self.sigmas_ = schedule.sigma(self.time_grid_)
         return self
 
-    def _fit_empirical(self, Z, codes, labels):
-        algorithm, seed = None, None
-        if self.n_neighbors is not None:
-            algorithm = self.algorithm
-            seed = self.random_state
-            if seed is not None and not isinstance(seed, (Integral, np.integer)):
-                # The index is rebuilt from an int seed after unpickling.
-                seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
-        self.posterior_ = PatternPosterior(Z, groups=codes, algorithm=algorithm,
-                                           random_state=seed)
-        # Children are built here, once, not concurrently by sampling threads.
-        for label in labels:
-            self._engine(label)
+    def _store_gaussians(self, classes):
+        """The fitted Gaussians in data units, as public attributes."""
+        def to_data(label):
+            mean, cov = self.score_model_.mean_covariance(label)
+            return self.location_ + self.data_scale_ * mean, self.data_scale_**2 * cov
 
-    def _fit_gaussian(self, Z, codes, labels):
-        self._gaussians = {}
-        for label in labels:
-            rows = Z if label is None else Z[codes == label]
-            mean = rows.mean(axis=0)
-            dev = rows - mean
-            cov = dev.T @ dev / rows.shape[0]
-            lam, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
-            self._gaussians[label] = (mean, np.clip(lam, 0.0, None), vecs)
-        to_data = self._gaussian_in_data_units
         self.mean_, self.covariance_ = to_data(None)
-        if len(labels) > 1:
-            pairs = [to_data(label) for label in labels[1:]]
+        if classes is not None:
+            pairs = [to_data(code) for code in range(len(classes))]
             self.class_means_ = np.array([p[0] for p in pairs])
             self.class_covariances_ = np.array([p[1] for p in pairs])
 
-    def _gaussian_in_data_units(self, label):
-        mean, lam, vecs = self._gaussians[label]
-        cov = (vecs * lam) @ vecs.T
-        return self.location_ + self.data_scale_ * mean, self.data_scale_**2 * cov
-
-    def _resolve_n_steps(self, Z):
+    def _resolve_n_steps(self, Z, h0_sq):
         if self.n_steps != "auto":
             return int(self.n_steps)
         dev = Z - Z.mean(axis=0)
-        lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None)
-        lam = lam + (self.data_bandwidth / self.data_scale_) ** 2
+        lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None) + h0_sq
         tol = self.n_steps_tol * np.sqrt(Z.shape[1])
         try:
             return plan_n_steps(lam, tol, noise_floor=self.noise_floor_,
@@ -382,73 +325,15 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
                 "n_steps_tol or use timesteps='angle'.", UserWarning, stacklevel=4)
             return _AUTO_MAX_STEPS
 
-    # ---------------------------------------------------------------- labels
-    def _encode(self, values, n_rows):
-        """Class codes of ``values`` (a scalar label or one label per row)."""
-        if not hasattr(self, "classes_"):
-            raise ValueError(
-                "y was given, but this GuidedDiffusionSampler was fitted without "
-                "class labels; call fit(X, y) with labels to condition on classes."
-            )
-        values = np.asarray(values)
-        if values.ndim == 0:
-            values = np.full(n_rows, values.item(), dtype=object)
-        elif values.ndim != 1 or values.shape[0] != n_rows:
-            raise ValueError(
-                f"y must be one class label or an array of {n_rows} labels, got "
-                f"shape {values.shape}."
-            )
-        known = {label: code for code, label in enumerate(self.classes_.tolist())}
-        uniques, inverse = np.unique(values.astype(object), return_inverse=True)
-        unknown = [u for u in uniques.tolist() if u not in known]
-        if unknown:
-            raise ValueError(
-                f"Unknown class label(s) {unknown}; the known classes are "
-                f"{self.classes_.tolist()}."
-            )
-        return np.array([known[u] for u in uniques.tolist()], dtype=np.intp)[inverse]
-
-    # -------------------------------------------------------------- denoiser
-    def _engine(self, label):
-        return self.posterior_ if label is None else self.posterior_.group(label)
-
-    def _denoiser(self, x, alpha, sigma, label):
-        """E[x_0 | x_t = x] for one score model and class (None: unconditional)."""
-        h0 = self.data_bandwidth / self.data_scale_
-        if self.score_model == "gaussian":
-            mean, lam, vecs = self._gaussians[label]
-            lam = lam + h0**2
-            gain = alpha * lam / (alpha**2 * lam + sigma**2)
-            return mean + ((x - alpha * mean) @ vecs * gain) @ vecs.T
-        if alpha == 0.0:
-            # Pure noise carries no information: the denoiser is the prior mean.
-            return np.broadcast_to(self._engine(label).offset, x.shape).copy()
-        stats = self._engine(label).query(
-            x / alpha, (sigma / alpha) ** 2 + h0**2, mean=True,
-            n_neighbors=self.n_neighbors, tol=self.tol)
-        if h0 == 0.0:
-            return stats.mean
-        shrink = alpha * h0**2 / (sigma**2 + alpha**2 * h0**2)
-        return stats.mean + shrink * (x - alpha * stats.mean)
-
-    def _guided(self, func, x, codes, w, *args):
-        """(1 - w) func_u + w func_c, skipping the side whose weight is 0."""
-        if codes is None or w == 0:
-            return func(x, *args, None)
-        cond = _by_class(func, x, codes, *args)
-        if w == 1:
-            return cond
-        uncond = func(x, *args, None)
-        if isinstance(uncond, tuple):
-            return tuple(u + w * (c - u) for u, c in zip(uncond, cond))
-        return uncond + w * (cond - uncond)
-
     # --------------------------------------------------------------- sampling
+    def _denoised(self, x, codes, w, alpha, sigma):
+        return guided_combination(self.score_model_.denoise, x, codes, w, alpha, sigma)
+
     def _step(self, k, x, codes, w, rng):
         """Step k of the grid, t_k -> t_{k+1}, in internal coordinates."""
         a_s, s_s = self.alphas_[k], self.sigmas_[k]
         a_t, s_t = self.alphas_[k + 1], self.sigmas_[k + 1]
-        denoised = self._guided(self._denoiser, x, codes, w, a_s, s_s)
+        denoised = self._denoised(x, codes, w, a_s, s_s)
         eta = float(self.eta)
         if eta == 0.0:
             return ddim_step(x, denoised, a_s, s_s, a_t, s_t)
@@ -458,10 +343,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         return eta_step(x, denoised, a_s, s_s, a_t, s_t, eta, z)
 
     def _output(self, x, codes, w):
-        a, s = self.alphas_[-1], self.sigmas_[-1]
         if self.final_denoise:
-            return self._guided(self._denoiser, x, codes, w, a, s)
-        return x / a
+            return self._denoised(x, codes, w, self.alphas_[-1], self.sigmas_[-1])
+        return x / self.alphas_[-1]
 
     def _sample_chunk(self, rows, rng, report, codes, w):
         # ``rows`` is the chunk's slice of the request: labels follow the chunk.
@@ -472,41 +356,36 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             report(1)
         return self._output(x, codes, w)
 
-    def sample(self, n_samples=1, y=None, guidance_scale=None, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, y=None, guidance_scale=None):
         """Draw samples, optionally class-conditional with guidance.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of samples; 0 returns an empty (0, n_features) array.
+        random_state : int, RandomState, Generator, SeedSequence or None, default=None
+            None draws fresh entropy; anything else makes the call reproducible
+            for any ``n_jobs`` and joblib backend.
         y : label or array-like of shape (n_samples,), default=None
             None samples the unconditional model; a label samples that class;
             an array gives each sample its class.
         guidance_scale : float >= 0, default=None
             w of D_u + w (D_c - D_u); None uses the ``guidance_scale``
             parameter.  Ignored when ``y`` is None.
-        random_state : int, RandomState, Generator or None, default=None
-            None draws fresh entropy; anything else makes the call reproducible
-            for any ``n_jobs`` and joblib backend.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
         """
         n_samples = check_n_samples(n_samples)
-        check_is_fitted(self)
+        self._check_call()
         w = _check_guidance(self.guidance_scale if guidance_scale is None
                             else guidance_scale)
-        codes = None if y is None else self._encode(y, n_samples)
-        seed = seed_sequence(random_state)
-        if n_samples == 0:
-            return np.empty((0, self.n_features_in_))
-        if codes is not None:
+        codes = None if y is None else encode_labels(self, y, n_samples)
+        if codes is not None and n_samples:
             self._warn_outside_guarantee(w)
-        return self._draw(n_samples, seed, codes, w)
-
-    def _sample(self, n_samples, seed):
-        return self._draw(n_samples, seed, None, 0.0)
+        return self._checked_draw(partial(self._draw, codes=codes, w=w), n_samples,
+                                  random_state)
 
     def _warn_outside_guarantee(self, w):
         margin = _guarantee_margin(self.alphas_, self.sigmas_, float(self.eta), w)
@@ -549,11 +428,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         if method not in SCORE_METHODS:
             raise ValueError(f"method must be one of {SCORE_METHODS}, got {method!r}.")
         X = self._validate_query(X)
-        codes = None if y is None else self._encode(y, X.shape[0])
-        if method == "closed_form":
-            func = self._log_density
-        else:
-            func = partial(self._ode_log_density, w=float(self.guidance_scale))
+        codes = None if y is None else encode_labels(self, y, X.shape[0])
+        func = self._log_density if method == "closed_form" else self._ode_log_density
         if codes is None:
             return self._score_rows(func, X, None)
         out = np.empty(X.shape[0])
@@ -579,94 +455,43 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     def _score_samples(self, X):
         return self._log_density(X, None)
 
-    def _internal_log_density(self, Z, variance, label):
-        """log p of the model smoothed by N(0, variance I), internal units."""
-        if self.score_model == "empirical":
-            return self._engine(label).log_density(Z, variance)
-        mean, lam, vecs = self._gaussians[label]
-        var = lam + variance
-        proj = (Z - mean) @ vecs
-        return -0.5 * (np.sum(np.log(2.0 * np.pi * var)) + np.sum(proj**2 / var, axis=1))
-
     def _log_density(self, X, label):
         Z = (X - self.location_) / self.data_scale_
-        variance = self.noise_floor_**2 + (self.data_bandwidth / self.data_scale_) ** 2
-        return (self._internal_log_density(Z, variance, label)
+        return (self.score_model_.log_density(Z, self.noise_floor_**2, label)
                 - Z.shape[1] * np.log(self.data_scale_))
 
-    # ---------------------------------------------------- probability flow
-    def _score_and_divergence(self, y, variance, label):
-        """grad log p and its Laplacian for the model smoothed by ``variance``."""
-        if self.score_model == "gaussian":
-            mean, lam, vecs = self._gaussians[label]
-            var = lam + variance
-            return -((y - mean) @ vecs / var) @ vecs.T, np.full(len(y), -np.sum(1.0 / var))
-        stats = self._engine(label).query(y, variance, mean=True, spread=True)
-        score = (stats.mean - y) / variance
-        return score, -y.shape[1] / variance + stats.spread / variance**2
-
-    def _ode_log_density(self, X, label, *, w, exact_prior=False):
-        """Probability-flow likelihood, one tight ``solve_ivp`` per row.
-
-        In y = x/alpha and u = log(sigma/alpha) the flow is dy/du = -e^{2u} s_w(y)
-        and d log p/du = e^{2u} div s_w, with s_w the guided score of the model
-        smoothed by e^{2u} + h0^2.  The start is the sampler's: N(0, I) at t_0,
-        or, when alpha_{t_0} = 0 (where y is undefined), the flow's own law at
-        lambda = -10, which is the marginal there ((1 - w) log p_u + w log p_c,
-        exact for w in {0, 1} and to first order in alpha ~ 5e-5 otherwise).
-        ``exact_prior`` uses that marginal at any start (a check of the
-        integration: it must reproduce the closed form).
-        """
+    def _ode_log_density(self, X, label):
         Z = (X - self.location_) / self.data_scale_
-        d = Z.shape[1]
-        h0_sq = (self.data_bandwidth / self.data_scale_) ** 2
-        codes = None if label is None else np.array([label])
-        alpha_0 = self.alphas_[0]
-        lam_start = _ODE_LOG_SNR_FLOOR
-        if alpha_0 > 0:
-            lam_start = max(float(np.log(alpha_0) - np.log(self.sigmas_[0])), lam_start)
-        u_span = (float(np.log(self.noise_floor_)), -lam_start)
-        var_start = np.exp(2.0 * u_span[1]) + h0_sq
-
-        def flow(u, state):
-            tau2 = np.exp(2.0 * u)
-            score, div = self._guided(self._score_and_divergence, state[None, :d],
-                                      codes, w, tau2 + h0_sq)
-            return np.concatenate([-tau2 * score[0], tau2 * div])
-
-        def marginal(y_end):
-            def log_p(_, label):
-                return self._internal_log_density(y_end[None], var_start, label)
-            return self._guided(log_p, y_end[None], codes, w)[0]
-
-        out = np.empty(Z.shape[0])
-        for i, z in enumerate(Z):
-            sol = solve_ivp(flow, u_span, np.append(z, 0.0), method="DOP853",
-                            rtol=_ODE_RTOL, atol=_ODE_ATOL)
-            y_end, change = sol.y[:d, -1], sol.y[d, -1]
-            if exact_prior or alpha_0 == 0:
-                start = marginal(y_end)
-            else:
-                # x_{t_0} = alpha_0 y ~ N(0, I), the sampler's start.
-                start = (-0.5 * d * np.log(2.0 * np.pi) - 0.5 * alpha_0**2 * float(y_end @ y_end)
-                         + d * np.log(alpha_0))
-            out[i] = start - change
-        return out - d * np.log(self.data_scale_)
+        log_p = probability_flow_log_density(
+            self.score_model_, Z, label, float(self.guidance_scale), self.alphas_[0],
+            self.sigmas_[0], self.noise_floor_)
+        return log_p - Z.shape[1] * np.log(self.data_scale_)
 
 
-def _by_class(func, x, codes, *args):
-    """func(rows, *args, class) on the rows of each class, reassembled."""
-    out, is_tuple = None, False
-    for code in np.unique(codes):
-        rows = codes == code
-        part = func(x[rows], *args, int(code))
-        is_tuple = isinstance(part, tuple)
-        parts = part if is_tuple else (part,)
-        if out is None:
-            out = tuple(np.empty((x.shape[0],) + p.shape[1:]) for p in parts)
-        for o, p in zip(out, parts):
-            o[rows] = p
-    return out if is_tuple else out[0]
+def encode_labels(estimator, values, n_rows):
+    """Class codes of ``values`` (one label, or one label per row) for a fitted estimator."""
+    if not hasattr(estimator, "classes_"):
+        raise ValueError(
+            f"y was given, but this {type(estimator).__name__} was fitted without "
+            "class labels; call fit(X, y) with labels to condition on classes."
+        )
+    values = np.asarray(values)
+    if values.ndim == 0:
+        values = np.full(n_rows, values.item(), dtype=object)
+    elif values.ndim != 1 or values.shape[0] != n_rows:
+        raise ValueError(
+            f"y must be one class label or an array of {n_rows} labels, got "
+            f"shape {values.shape}."
+        )
+    known = {label: code for code, label in enumerate(estimator.classes_.tolist())}
+    uniques, inverse = np.unique(values.astype(object), return_inverse=True)
+    unknown = [u for u in uniques.tolist() if u not in known]
+    if unknown:
+        raise ValueError(
+            f"Unknown class label(s) {unknown}; the known classes are "
+            f"{estimator.classes_.tolist()}."
+        )
+    return np.array([known[u] for u in uniques.tolist()], dtype=np.intp)[inverse]
 
 
 def _check_guidance(w):
@@ -681,11 +506,11 @@ def _check_guidance(w):
 
 
 def _encode_fit_labels(X, y):
+    """Class codes and classes of fit's ``y``; continuous targets are refused."""
     if y is None:
         return None, None
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
-    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
-        raise ValueError("Class labels y must be finite.")
+    check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
     return codes.reshape(-1), classes

@@ -16,17 +16,24 @@ Every sum over patterns goes through :class:`PatternPosterior`.
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.linalg import eigh, solve_sylvester
 from scipy.special import logsumexp
-from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseDiffusionDensity, resolve_bandwidth
+from ._base import (
+    BaseDiffusionDensity,
+    check_bandwidth_range,
+    data_location_scale,
+    index_seed,
+    resolve_bandwidth,
+)
 from ._manifold import from_particles, retract, sym, symmetric_sqrt, tangent_project, to_swarm
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
+from ._neighbors import PatternIndex
 from ._posterior import PatternPosterior
 
 __all__ = ["MMSOLDSampler", "smoothed_gradient"]
@@ -53,6 +60,9 @@ _CAL_PER_PATTERN = 4
 _CAL_MIN = 100
 # Below this ESS fraction the log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
+# The data's spread, in its own units, within which squared distances and the
+# squared bandwidth stay normal float64 numbers (MM-SOLD works in data units).
+_SPREAD_RANGE = (1e-50, 1e50)
 # h * lambda_max(Sigma*) / delta^2 of step_size="auto", and the warning level.
 _AUTO_STIFFNESS = 0.5
 _MAX_STIFFNESS = 2.0
@@ -176,7 +186,8 @@ class _Dynamics:
         for k in range(self.n_steps):
             Z = to_swarm(Y, mu, A)
             G_Z = self.grad(Z, rng)
-            if stein is not None and 2 * k >= self.n_steps:
+            # The second half of the steps; with one step, that step.
+            if stein is not None and k >= self.n_steps // 2:
                 stein.add(Z, mu, G_Z)
             xi = rng.standard_normal(Y.shape)
             if lm:
@@ -204,6 +215,12 @@ class _Dynamics:
         return Z
 
 
+def _calibration_swarm(size, rng, report, dynamics):
+    """A swarm whose second half of steps feeds the Stein sums (module level: picklable)."""
+    stein = _Stein(dynamics.mu.shape[0])
+    return stein, dynamics.swarm(size, rng, report, stein)
+
+
 # ------------------------------------------------------------ fit helpers
 def _partial_whitening(X, k):
     """Symmetric T such that (X - mean) T has covariance eigenvalues
@@ -224,13 +241,23 @@ def _median_nn_distance(X, rng):
     n = X.shape[0]
     if n < 2:
         return 0.0
-    rows = rng.choice(n, _NN_RULE_QUERIES, replace=False) if n > _NN_RULE_QUERIES else None
-    nn = NearestNeighbors(n_neighbors=2).fit(X)
-    dist, ind = nn.kneighbors(X if rows is None else X[rows])
-    own = np.arange(n) if rows is None else rows
+    own = rng.choice(n, _NN_RULE_QUERIES, replace=False) if n > _NN_RULE_QUERIES \
+        else np.arange(n)
+    sq_dist, ind = PatternIndex(algorithm="auto").fit(X).kneighbors(X[own], 2)
     # With duplicate rows the query itself may come second: take the other one.
-    other = np.where(ind[:, 0] == own, dist[:, 1], dist[:, 0])
-    return float(np.median(other))
+    other = np.where(ind[:, 0] == own, sq_dist[:, 1], sq_dist[:, 0])
+    return float(np.sqrt(np.median(other)))
+
+
+def _check_spread(spread):
+    low, high = _SPREAD_RANGE
+    if not low <= spread <= high:
+        raise ValueError(
+            f"The data's spread is {spread:.3g}; MMSOLDSampler works in the data's own "
+            f"units and needs a spread between {low:g} and {high:g}, where squared "
+            "distances stay representable in float64. Rescale X first, for example "
+            "with TransformedDensity(StandardScaler(), MMSOLDSampler())."
+        )
 
 
 def _ess_fraction(log_w):
@@ -283,7 +310,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         L of the "knn" estimator.
     integrator : {"lm", "em"}, default="lm"
         Leimkuhler-Matthews (noise averaged over consecutive steps; second
-        order for the invariant law) or Euler-Maruyama.
+        order for the invariant law) or Euler-Maruyama.  Read at each
+        ``sample``; the calibration swarm uses the value set at ``fit``.
     step_size : float or "auto", default="auto"
         h, in working coordinates, where the drift -Sigma* grad V has
         stiffness lambda_max(Sigma*)/delta^2.  "auto" is
@@ -291,7 +319,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         about 2 the dynamics degrade and a warning is issued.  Particles relax
         over a time n_steps * h (scaled by Sigma*).
     n_steps : int, default=50
-        Langevin steps per swarm (also for the calibration swarm).  With the
+        Langevin steps per swarm, read at each ``sample``; the calibration
+        swarm runs the value set at ``fit``.  With the
         "auto" scales and step size a particle diffuses about 2 r_nn per step,
         so 50 steps relax the swarm well past the pattern spacing (on the 2-D
         targets 20, 30 and 50 steps gave the same SW2 and DCR ratio).
@@ -301,7 +330,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         dynamics, and samples are mapped back.  delta and sigma then live in
         the whitened coordinates.
     interaction : {"swarm", "independent"}, default="swarm"
-        "swarm": moment-matched interacting swarms.  "independent":
+        Read at each ``sample``.  "swarm": moment-matched interacting swarms.  "independent":
         uncoupled particles on the calibrated tilted energy
         V + lambda^T z + (z - mu*)^T Lambda (z - mu*)/2 (the kinetic-Langevin
         baseline's law, without coupling; any chunk size is valid).
@@ -438,6 +467,10 @@ class MMSOLDSampler(BaseDiffusionDensity):
         "interaction": [StrOptions({"swarm", "independent"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
+    # Other runs of the calibrated dynamics (longer, uncoupled, another
+    # integrator) need no new fit; they are read at each sample.
+    _call_time_params = (*BaseDiffusionDensity._call_time_params, "n_steps",
+                         "interaction", "integrator")
 
     def __init__(self, *, bandwidth="auto", smoothing="auto", n_smoothing_draws="auto",
                  score_estimator="auto", n_neighbors=50, n_remainder=50, integrator="lm",
@@ -478,16 +511,20 @@ class MMSOLDSampler(BaseDiffusionDensity):
                 f"n_smoothing_draws must be even (antithetic pairs), got {n_draws}."
             )
         seeds = seed_sequence(self.random_state).spawn(4)
-        centre = X.mean(axis=0)
+        centre, spread = data_location_scale(X)
+        _check_spread(spread)
         T = np.eye(d) if self.whiten is None else _partial_whitening(X, self.whiten)
         W = X if self.whiten is None else centre + (X - centre) @ T
         delta, sigma = self._resolve_scales(W, np.random.default_rng(seeds[0]))
+        check_bandwidth_range(delta, spread)
+        if sigma > 0:
+            check_bandwidth_range(sigma, spread, name="smoothing")
         estimator = self.score_estimator
         if estimator == "auto":
             estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "knn"
-        index_seed = int(seeds[1].generate_state(1)[0] >> 1)
-        posterior = PatternPosterior(W, algorithm=self.algorithm if estimator == "knn"
-                                     else None, random_state=index_seed)
+        posterior = PatternPosterior(
+            W, algorithm=self.algorithm if estimator == "knn" else None,
+            random_state=index_seed(np.random.default_rng(seeds[1])))
         Sigma = np.cov(W, rowvar=False, bias=True).reshape(d, d) + delta**2 * np.eye(d)
         A, A_inv = symmetric_sqrt(Sigma)
         lam_max = float(np.linalg.eigvalsh(Sigma)[-1])
@@ -547,15 +584,10 @@ class MMSOLDSampler(BaseDiffusionDensity):
             self.tilt_linear_, self.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
             self.log_normalizer_, self.calibration_ess_ = 0.0, 1.0
             return
-        dyn = self._dynamics()
-
-        def calibration_run(size, chunk_rng, report):
-            stein = _Stein(d)
-            return stein, dyn.swarm(size, chunk_rng, report, stein)
-
         ((stein, particles),) = run_chunks(
-            calibration_run, [self.calibration_size_], swarm_seed, n_jobs=1,
-            verbose=self.verbose, steps_per_chunk=self.n_steps, desc="calibrating")
+            partial(_calibration_swarm, dynamics=self._dynamics()), [self.calibration_size_],
+            swarm_seed, n_jobs=1, verbose=self.verbose, steps_per_chunk=self.n_steps,
+            desc="calibrating")
         self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self._A @ self._A)
         log_z, ess = self._importance_log_normalizer(rng, particles)
         # log Z of the spec's form exp(-V - lambda^T z - ...): lambda^T mu moves out.
@@ -615,7 +647,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         Z_gauss = self._centre + rng.standard_normal(
             (n_draws - n_kde, self.n_features_in_)) @ self._A
         Z = np.vstack([Z_kde, Z_gauss])
-        log_pi = self._score_rows(lambda rows: post.log_density(rows, b2), Z)
+        log_pi = self._score_rows(partial(post.log_density, s2=b2), Z)
         log_q = np.logaddexp(np.log(_IS_KDE_SHARE) + log_pi,
                              np.log1p(-_IS_KDE_SHARE)
                              + _gaussian_log_pdf(Z, self._centre, self._A_inv))

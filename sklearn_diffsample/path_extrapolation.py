@@ -22,26 +22,27 @@ measures the convergence for a Gaussian target whose p = infinity drift is
 analytic.
 """
 
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseDiffusionDensity, check_n_samples, resolve_bandwidth
+from ._base import (
+    BaseDiffusionDensity,
+    check_bandwidth_range,
+    data_location_scale,
+    index_seed,
+    resolve_bandwidth,
+)
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
-from ._posterior import PatternPosterior, complement_index, posterior_per_row
+from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
 
 __all__ = ["PathExtrapolationDensity", "path_convergence"]
 
-# At tau = beta the posterior weights are exactly uniform (1/s^2 = 0); a
-# variance this large reproduces that in the engine without dividing by zero.
-_FLAT_VARIANCE = 1e300
-# Neighbours whose exact weights the tower draw uses; the rest is sampled by
-# rejection under the (k+1)-th neighbour's weight, the engine's certificate bound.
-_TOWER_NEIGHBOURS = 32
+# At tau = beta the posterior weights are exactly uniform (1/s^2 = 0); the
+# engine's flat variance reproduces that without dividing by zero.
 _AUTO_REFERENCE_PER_PATTERN = 20
 _AUTO_REFERENCE_CAP = 1000
 _RICHARDSON_COEF = -1.0 / (np.sqrt(2.0) - 1.0)
@@ -129,67 +130,17 @@ def gaussian_bridge_posterior(x_tau, x_beta, tau, beta, mean, variance):
 
 
 # ------------------------------------------------------------ the tower draw
-def _uniform_complement(rng, excluded, n_total):
-    """One index per row, uniform among those not in the row of ``excluded``."""
-    pos = rng.integers(0, n_total - excluded.shape[1], size=(excluded.shape[0], 1))
-    return complement_index(excluded, pos)[:, 0]
-
-
-def _categorical(rng, logits):
-    """One column per row of ``logits`` (m, k), drawn by inverse CDF."""
-    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
-    cdf = np.cumsum(prob, axis=1)
-    u = rng.random(logits.shape[0]) * cdf[:, -1]
-    return np.minimum(np.sum(cdf <= u[:, None], axis=1), logits.shape[1] - 1)
-
-
-def tower_draw(post, patterns, q, s2, rng, n_near=_TOWER_NEIGHBOURS):
-    """Draw one pattern index per query from the posterior exp(-|q - x|^2 / (2 s2)).
-
-    The k nearest patterns (from the engine's index) keep their exact weights;
-    the others are proposed uniformly under the weight of the (k+1)-th
-    neighbour, which bounds them, and accepted with their weight ratio.  This
-    is exact rejection sampling with acceptance >= 1 / (1 + delta), delta the
-    engine's top-k certificate; with an approximate index it is exact only as
-    far as the returned neighbours are the true ones.
-    """
-    m, n_total = q.shape[0], post.n_patterns
-    if s2 >= _FLAT_VARIANCE:
-        return rng.integers(0, n_total, size=m)
-    k = min(n_near, n_total)
-    sq, ind = post.kneighbors(q, min(k + 1, n_total))
-    logits = -sq / (2.0 * s2)
-    if k == n_total:
-        return ind[np.arange(m), _categorical(rng, logits)]
-    near, bound = logits[:, :k], logits[:, k]
-    log_near = logsumexp(near, axis=1)
-    p_near = np.exp(log_near - np.logaddexp(log_near, np.log(n_total - k) + bound))
-    out = np.empty(m, dtype=np.int64)
-    todo = np.arange(m)
-    while todo.size:
-        pick_near = rng.random(todo.size) < p_near[todo]
-        rows = todo[pick_near]
-        out[rows] = ind[rows, _categorical(rng, near[rows])]
-        rows = todo[~pick_near]
-        cand = _uniform_complement(rng, ind[rows, :k], n_total)
-        diff = q[rows] - patterns[cand]
-        log_ratio = -np.einsum("md,md->m", diff, diff) / (2.0 * s2) - bound[rows]
-        accept = np.log(rng.random(rows.size)) < log_ratio
-        out[rows[accept]] = cand[accept]
-        todo = rows[~accept]
-    return out
-
-
-def _integrate_tower(post, patterns, x_beta, rng, *, beta, n_steps, report=None):
-    """Tower paths: each step draws x_0 from its posterior; returns the last draw."""
+def _integrate_tower(post, x_beta, rng, *, beta, n_steps, report=None):
+    """Tower paths: each step draws x_0 from its posterior (the engine's
+    :meth:`~sklearn_diffsample.PatternPosterior.draw`); returns the last draw."""
     taus = bridge_times(beta, n_steps)
     x = x_beta.copy()
     for k in range(n_steps, 0, -1):
         tau, tau_next = taus[k], taus[k - 1]
         q, s2 = bridge_query(x, x_beta, tau, beta)
-        nu = tower_draw(post, patterns, q, s2, rng)
+        nu = post.draw(q, s2, rng)
         gamma = np.sqrt(bridge_step_variance(tau, tau_next)) * rng.standard_normal(x.shape)
-        x = dt_step(x, patterns[nu], tau, tau_next) + gamma
+        x = dt_step(x, post.take(nu), tau, tau_next) + gamma
         if report is not None:
             report(1)
     return nu
@@ -247,18 +198,27 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     n_jobs : int, default=None
         joblib workers for sampling and scoring.
     random_state : int, RandomState, Generator or None, default=None
-        Seed of the M endpoints drawn at fit.
+        Seed of the M endpoints drawn at fit (and of the tower sampler's
+        neighbour index).
     verbose : int, default=0
         >= 1 shows a progress bar over path steps.
 
     Attributes
     ----------
     bandwidth_ : float
-        Resolved kernel std h (standardised units).
+        Resolved kernel std h (standardised units); ``fit`` refuses an h
+        outside 1e-100 to 1e6.
     location_ : ndarray of shape (n_features,)
         Per-feature mean of the training data.
     scale_ : ndarray of shape (n_features,)
         Per-feature std of the training data (1 where it is 0).
+    patterns_ : ndarray of shape (n_samples, n_features)
+        The training rows (data units), which the tower sampler returns.
+    posterior_ : PatternPosterior
+        The engine over the standardised training rows.
+    endpoint_posterior_ : PatternPosterior
+        The engine over the standardised endpoints, the kernel centres of
+        ``score_samples``.
     reference_mean_ : ndarray of shape (n_features,)
         Mean of the reference law (standardised units).
     reference_scale_ : float
@@ -368,27 +328,24 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                 "extrapolation='none' or more data."
             )
         ref_mean, ref_scale = self._check_reference(d)
-        location = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
+        location, scale = data_location_scale(X, axis=0)
         Z = (X - location) / scale
 
         self.location_, self.scale_ = location, scale
         self.reference_mean_, self.reference_scale_ = ref_mean, ref_scale
-        self.bandwidth_ = resolve_bandwidth(self.bandwidth, Z)
-        self._X = X
-        self._Z = Z
-        self._posterior = PatternPosterior(
+        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z), 1.0)
+        self.patterns_ = X
+        seed = seed_sequence(self.random_state)
+        self.posterior_ = PatternPosterior(
             Z, algorithm=self.algorithm if self.extrapolation == "exact" else None,
-            random_state=self.random_state if isinstance(self.random_state, Integral) else None,
+            random_state=index_seed(np.random.default_rng(seed.spawn(1)[0])),
         )
         m = self.n_reference_samples
         if m == "auto":
             m = min(_AUTO_REFERENCE_PER_PATTERN * n, _AUTO_REFERENCE_CAP)
         self.n_reference_samples_ = int(m)
-        self.endpoints_ = self._draw(self.n_reference_samples_,
-                                     seed_sequence(self.random_state), smooth=False)
-        self._kde = PatternPosterior((self.endpoints_ - location) / scale)
+        self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
+        self.endpoint_posterior_ = PatternPosterior((self.endpoints_ - location) / scale)
         return self
 
     def _check_reference(self, d):
@@ -400,7 +357,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                 f"length {len(self.reference)}."
             )
         mean, scale = self.reference
-        mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), (d,)).copy()
+        mean = np.asarray(mean, dtype=np.float64)
+        if mean.shape not in ((), (1,), (d,)):
+            raise ValueError(
+                f"The reference mean must be a float or an array of shape ({d},) (one "
+                f"value per feature), got shape {mean.shape}."
+            )
+        mean = np.broadcast_to(mean, (d,)).copy()
         if not np.all(np.isfinite(mean)):
             raise ValueError("The reference mean must be finite.")
         if not np.isscalar(scale) or not np.isfinite(scale) or scale <= 0:
@@ -410,7 +373,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     # ------------------------------------------------------------- density
     def _score_samples(self, X):
         Z = (X - self.location_) / self.scale_
-        return (self._kde.log_density(Z, self.bandwidth_**2)
+        return (self.endpoint_posterior_.log_density(Z, self.bandwidth_**2)
                 - np.sum(np.log(self.scale_)))
 
     # -------------------------------------------------------------- sampling
@@ -433,49 +396,44 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
             ``sample`` minus its smoothing: with ``extrapolation="exact"``
             every row is a training row, bit for bit.
         """
-        n_samples = check_n_samples(n_samples)
-        check_is_fitted(self)
-        seed = seed_sequence(random_state)
-        if n_samples == 0:
-            return np.empty((0, self.n_features_in_))
-        return self._draw(n_samples, seed, smooth=False)
+        return self._checked_draw(partial(self._draw, smooth=False), n_samples, random_state)
 
     def _draw(self, n_samples, seed, *, smooth):
-        chunk = self._tower_chunk if self.extrapolation == "exact" else self._path_chunk
-
-        def func(size, rng, report):
-            x = chunk(size, rng, report)
-            if smooth:
-                noise = self.bandwidth_ * rng.standard_normal(x.shape)
-                if self.extrapolation == "exact":
-                    return x + noise * self.scale_
-                x = x + noise
-            if self.extrapolation == "exact":
-                return x
-            return x * self.scale_ + self.location_
-
-        parts = run_chunks(func, chunk_sizes(n_samples, self.batch_size), seed,
+        parts = run_chunks(partial(self._draw_chunk, smooth=smooth),
+                           chunk_sizes(n_samples, self.batch_size), seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=int(self.n_steps), desc="paths")
         return np.vstack(parts)
 
+    def _draw_chunk(self, size, rng, report, smooth):
+        """``size`` endpoints in data units, smoothed by the kernel when asked."""
+        if self.extrapolation == "exact":
+            x = self._tower_chunk(size, rng, report)
+            if smooth:
+                x = x + self.bandwidth_ * rng.standard_normal(x.shape) * self.scale_
+            return x
+        x = self._path_chunk(size, rng, report)
+        if smooth:
+            x = x + self.bandwidth_ * rng.standard_normal(x.shape)
+        return x * self.scale_ + self.location_
+
     def _start(self, size, rng):
-        d = self._Z.shape[1]
+        d = self.n_features_in_
         return self.reference_mean_ + self.reference_scale_ * rng.standard_normal((size, d))
 
     def _half_posteriors(self, rng):
-        n = self._Z.shape[0]
+        n = self.posterior_.n_patterns
         halves = []
         for _ in range(int(self.n_splits)):
             perm = rng.permutation(n)
-            halves += [PatternPosterior(self._Z[np.sort(perm[: n // 2])]),
-                       PatternPosterior(self._Z[np.sort(perm[n // 2:])])]
+            halves += [PatternPosterior(self.posterior_.take(np.sort(perm[: n // 2]))),
+                       PatternPosterior(self.posterior_.take(np.sort(perm[n // 2:])))]
         return halves
 
     def _path_chunk(self, size, rng, report):
         """Standardised endpoints of ``size`` samples (full and half paths)."""
         x_beta = self._start(size, rng)
-        posteriors = [self._posterior]
+        posteriors = [self.posterior_]
         if self.extrapolation in ("halves", "richardson"):
             posteriors += self._half_posteriors(rng)
         d = x_beta.shape[1]
@@ -494,10 +452,10 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
 
     def _tower_chunk(self, size, rng, report):
         """Training rows (data units) reached by ``size`` tower paths."""
-        nu = _integrate_tower(self._posterior, self._Z, self._start(size, rng), rng,
+        nu = _integrate_tower(self.posterior_, self._start(size, rng), rng,
                               beta=float(self.beta), n_steps=int(self.n_steps),
                               report=report)
-        return self._X[nu]
+        return self.patterns_[nu]
 
 
 # -------------------------------------------------------------- diagnostic
@@ -628,12 +586,10 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
     record = _check_grid_taus(taus, beta, n_steps)
     x_beta = np.broadcast_to(np.asarray(x_beta, dtype=np.float64), (int(n_features),))
 
-    def func(size, rng, report):
-        return _convergence_chunk(
-            size, rng, report, p_values=[int(p) for p in p_values], mean=float(target_mean),
-            std=float(target_std), x_beta=x_beta, beta=float(beta), n_steps=int(n_steps),
-            record=record, variance_correction=bool(variance_correction))
-
+    func = partial(
+        _convergence_chunk, p_values=[int(p) for p in p_values], mean=float(target_mean),
+        std=float(target_std), x_beta=x_beta, beta=float(beta), n_steps=int(n_steps),
+        record=record, variance_correction=bool(variance_correction))
     parts = run_chunks(func, chunk_sizes(int(n_realisations), batch_size),
                        seed_sequence(random_state), n_jobs=n_jobs,
                        steps_per_chunk=int(n_steps), desc="paths")

@@ -22,7 +22,6 @@ from sklearn_diffsample.path_extrapolation import (
     bridge_query,
     gaussian_bridge_posterior,
     path_convergence,
-    tower_draw,
 )
 
 from ._reference import brute_posterior
@@ -141,7 +140,7 @@ def test_tower_draw_samples_the_posterior():
     prob = np.exp(logits - logits.max())
     prob /= prob.sum()
     # n_near = 3 sends most of the mass through the rejection branch.
-    nu = tower_draw(post, patterns, q, 0.8, np.random.default_rng(5), n_near=3)
+    nu = post.draw(q, 0.8, np.random.default_rng(5), n_near=3)
     counts = np.bincount(nu, minlength=25)
     # Rare patterns pooled so that every expected count is >= 5.
     keep = prob * len(nu) >= 5
