@@ -37,6 +37,8 @@ def _estimator_class(method):
 def read_table(path):
     """A finite 2-D float array and its column names (or None) from .npy/.csv."""
     path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"input {str(path)!r} is a folder, not a file.")
     if not path.is_file():
         raise CLIError(f"input file {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
@@ -52,7 +54,10 @@ def read_table(path):
             )
         data = data.astype(np.float64)
     elif suffix in (".csv", ".txt"):
-        data, names = _read_csv(path)
+        try:
+            data, names = _read_csv(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"cannot read {path}: {exc}.") from None
     else:
         raise CLIError(f"unsupported input type {suffix!r}: use a .csv or .npy file.")
     if data.shape[0] < 2:
@@ -101,10 +106,17 @@ def _is_number(cell):
 
 # ---------------------------------------------------------------- writing
 def write_table(path, data, names=None):
-    """Write atomically: a temporary file in the target folder, then rename."""
+    """Write atomically: a temporary file in the target folder, then rename.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (0666 less
+    the umask), not the temporary file's private 0600.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
+    except OSError as exc:
+        raise CLIError(f"cannot write to the folder of {str(path)!r}: {exc.strerror}.") from None
     os.close(fd)
     try:
         if suffix == ".npy":
@@ -112,18 +124,37 @@ def write_table(path, data, names=None):
         else:
             header = ",".join(names) if names else ""
             np.savetxt(tmp, data, delimiter=",", header=header, comments="", fmt="%.17g")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CLIError(f"cannot write {str(path)!r}: {exc.strerror}.") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def _umask():
+    # The process umask can only be read by setting it; the CLI is one thread.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _check_output(path):
+    """The output path, refused before any work if it cannot be written."""
     path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"output {str(path)!r} is a folder; give a file name ending in "
+                       ".csv or .npy.")
     if path.suffix.lower() not in (".csv", ".npy", ".txt"):
         raise CLIError(f"unsupported output type {path.suffix!r}: use .csv or .npy.")
     if not path.parent.resolve().is_dir():
         raise CLIError(f"output folder {str(path.parent)!r} does not exist.")
+    try:
+        probe = tempfile.TemporaryFile(dir=path.parent)
+    except OSError as exc:
+        raise CLIError(f"cannot write to the folder of {str(path)!r}: {exc.strerror}.") from None
+    probe.close()
     return path
 
 
@@ -137,31 +168,62 @@ def bandwidth_grid(X, n_values=8):
 
 def command_sample(args):
     output = _check_output(args.output)
-    if args.n < 0:
-        raise CLIError(f"--n must be >= 0, got {args.n}.")
     X, names = read_table(args.input)
+    if args.cv is not None and args.cv > X.shape[0]:
+        raise CLIError(f"--cv {args.cv} needs at least {args.cv} data rows; "
+                       f"{args.input} has {X.shape[0]}.")
     cls = _estimator_class(args.method)
     params = {"random_state": args.random_state, "verbose": 0 if args.quiet else 1}
     if args.bandwidth is not None:
-        if args.bandwidth <= 0:
-            raise CLIError(f"--bandwidth must be > 0, got {args.bandwidth}.")
         params["bandwidth"] = args.bandwidth
-    estimator = cls(**params)
-    if args.cv:
-        from sklearn.model_selection import GridSearchCV
-
-        search = GridSearchCV(estimator.set_params(verbose=0),
-                              {"bandwidth": bandwidth_grid(X)}, cv=args.cv)
-        search.fit(X)
-        params["bandwidth"] = float(search.best_params_["bandwidth"])
-        print(f"cross-validated bandwidth: {params['bandwidth']:.6g}", file=sys.stderr)
-        estimator = cls(**params)
-    estimator.fit(X)
-    samples = estimator.sample(args.n, random_state=args.random_state)
+    try:
+        samples = _fit_and_sample(cls, params, X, args)
+    except ValueError as exc:
+        # The estimators' own refusals (a bandwidth out of range, say) are
+        # user errors here; their messages say what to change.
+        raise CLIError(str(exc).splitlines()[0]) from None
     write_table(output, samples, names)
     print(f"wrote {samples.shape[0]} samples of {samples.shape[1]} features to {output}",
           file=sys.stderr)
     return 0
+
+
+def _fit_and_sample(cls, params, X, args):
+    if args.cv:
+        from sklearn.model_selection import GridSearchCV
+
+        search = GridSearchCV(cls(**{**params, "verbose": 0}),
+                              {"bandwidth": bandwidth_grid(X)}, cv=args.cv,
+                              error_score="raise")
+        search.fit(X)
+        params["bandwidth"] = float(search.best_params_["bandwidth"])
+        print(f"cross-validated bandwidth: {params['bandwidth']:.6g}", file=sys.stderr)
+    return cls(**params).fit(X).sample(args.n, random_state=args.random_state)
+
+
+def _type(convert, check, rule):
+    """An argparse type: ``convert`` the text, then require ``check`` (says ``rule``)."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule}")
+        return value
+    return parse
+
+
+_COUNT = _type(int, lambda v: v >= 0, "an integer >= 0")
+_FOLDS = _type(int, lambda v: v >= 2, "an integer >= 2")
+_POSITIVE = _type(float, lambda v: np.isfinite(v) and v > 0, "a finite number > 0")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, raised as CLIError (exit 2)."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see --help)")
 
 
 # ---------------------------------------------------------------- demo
@@ -173,32 +235,32 @@ def command_demo(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m sklearn_diffsample",
-                                     description="Training-free diffusion density estimation.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m sklearn_diffsample",
+                     description="Training-free diffusion density estimation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="fit the estimators on a 2-D target, print metrics, draw")
     demo.add_argument("--output", default="diffsample_demo.png", help="figure path (PNG)")
     demo.add_argument("--quick", action="store_true", help="smaller sizes, for smoke runs")
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument("--random-state", type=_COUNT, default=0)
     demo.set_defaults(func=command_demo)
     sample = sub.add_parser("sample", help="fit one estimator on a file and write samples")
     sample.add_argument("--method", choices=sorted(METHODS), required=True)
     sample.add_argument("--input", required=True, help=".csv (optional header) or .npy")
-    sample.add_argument("--n", type=int, required=True, help="number of samples to write")
+    sample.add_argument("--n", type=_COUNT, required=True, help="number of samples to write")
     sample.add_argument("--output", required=True, help=".csv or .npy")
     group = sample.add_mutually_exclusive_group()
-    group.add_argument("--bandwidth", type=float, help="the estimator's bandwidth")
-    group.add_argument("--cv", type=int, nargs="?", const=5, default=None,
+    group.add_argument("--bandwidth", type=_POSITIVE, help="the estimator's bandwidth")
+    group.add_argument("--cv", type=_FOLDS, nargs="?", const=5, default=None,
                        help="choose the bandwidth by K-fold held-out likelihood (default K=5)")
-    sample.add_argument("--random-state", type=int, default=0)
+    sample.add_argument("--random-state", type=_COUNT, default=0)
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     sample.set_defaults(func=command_sample)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)

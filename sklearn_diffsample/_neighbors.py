@@ -8,6 +8,8 @@ float64 from the returned indices and the neighbours re-sorted by them, so the
 engine's certificate sees exact numbers for the neighbours it was given.
 """
 
+import threading
+
 import numpy as np
 
 __all__ = ["PatternIndex", "ALGORITHMS"]
@@ -66,6 +68,7 @@ class PatternIndex:
     def __init__(self, algorithm="auto", random_state=None):
         self.algorithm = algorithm
         self.random_state = random_state
+        self._build_lock = threading.Lock()
 
     def fit(self, patterns):
         patterns = np.ascontiguousarray(patterns, dtype=np.float64)
@@ -118,7 +121,9 @@ class PatternIndex:
         n = self.patterns_.shape[0]
         k = int(min(n_neighbors, n))
         if self._backend is None:
-            self._build()
+            with self._build_lock:  # sampling threads may all ask at once
+                if self._backend is None:
+                    self._build()
         if self.algorithm_ == "nndescent":
             ind, _ = self._backend.query(queries, k=k, epsilon=_NNDESCENT_EPSILON)
         elif self.algorithm_ == "brute":
@@ -135,12 +140,17 @@ class PatternIndex:
         )
 
     def __getstate__(self):
-        # pynndescent's pickles break across its versions; the graph is rebuilt
-        # deterministically from the patterns and the seed on first use.
+        # The search structure is rebuilt deterministically from the patterns
+        # and the seed on first use: a tree or a BLAS block would store the
+        # patterns again, and pynndescent's pickles break across its versions.
         state = self.__dict__.copy()
-        if state.get("algorithm_") == "nndescent":
-            state["_backend"] = None
+        state["_backend"] = None
+        state.pop("_build_lock", None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build_lock = threading.Lock()
 
 
 class _BruteSearch:

@@ -19,6 +19,7 @@ Three ways to get them:
   weight (N - k) / L, shared by several perturbed copies of one query.
 """
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,6 +203,26 @@ class PatternPosterior:
         self.index = None
         if algorithm is not None:
             self.index = PatternIndex(algorithm, random_state).fit(self._x)
+
+    def __getstate__(self):
+        # Pickles hold the patterns once: the index shares them and the group
+        # children are subsets of them; both are rebuilt on unpickling.
+        state = self.__dict__.copy()
+        state["_children"] = list(self._children)
+        if self.index is not None:
+            index = copy.copy(self.index)
+            index.patterns_ = None
+            state["index"] = index
+        return state
+
+    def __setstate__(self, state):
+        labels = state.pop("_children")
+        self.__dict__.update(state)
+        if self.index is not None:
+            self.index.patterns_ = self._x
+        self._children = {}
+        for label in labels:
+            self.group(label)
 
     @property
     def patterns(self):

@@ -24,10 +24,12 @@ from sklearn.preprocessing import (
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import check_n_samples, restored_on_failure
+from ._base import check_n_samples, data_scale, restored_on_failure
 
 __all__ = ["TransformedDensity", "log_abs_det_jacobian"]
 
+# The spread of transformed data that a working scaler can leave behind.
+_SPREAD_RANGE = (1e-50, 1e50)
 _SUPPORTED = (
     "StandardScaler, RobustScaler, MinMaxScaler, MaxAbsScaler, full-rank PCA "
     "(whitened or not), QuantileTransformer, PowerTransformer, or a Pipeline of these"
@@ -217,6 +219,7 @@ class TransformedDensity(DensityMixin, BaseEstimator):
                                 else StandardScaler())
             Z = transformer.fit_transform(X)
             log_abs_det_jacobian(transformer, X[:1])  # refuses unsupported ones early
+            _check_transformed(transformer, X, Z)
             estimator = clone(self.estimator if self.estimator is not None
                               else _default_estimator())
             estimator.fit(Z)
@@ -263,6 +266,32 @@ class TransformedDensity(DensityMixin, BaseEstimator):
             return np.empty((0, self.n_features_in_))
         Z = self.estimator_.sample(n_samples, random_state=random_state)
         return np.asarray(self.transformer_.inverse_transform(Z), dtype=np.float64)
+
+
+def _check_transformed(transformer, X, Z):
+    """Refuse a transformer whose fitted statistics over- or underflowed on X.
+
+    scikit-learn's scalers compute variances in plain float64: on data near
+    1e155 the variance overflows, near 1e-300 it underflows (and ranges below
+    about 1e-15 count as zero), and then the scaler silently keeps a unit
+    scale and leaves X as it was.
+    """
+    if not np.all(np.isfinite(Z)):
+        raise ValueError(
+            f"{transformer!r} gives non-finite values on X; its fitted statistics "
+            "overflowed or X is outside its domain."
+        )
+    spread = data_scale(Z)
+    if data_scale(X) > 0 and not _SPREAD_RANGE[0] <= spread <= _SPREAD_RANGE[1]:
+        raise ValueError(
+            f"{transformer!r} left X with a spread of {spread:.3g}, far from 1: on "
+            f"values near {np.max(np.abs(X)):.3g} its statistics over- or underflowed "
+            "in float64, or it took their range for zero. Divide X by a constant "
+            "first (that changes "
+            "every log-density by -n_features log(constant)), or fit "
+            "GuidedDiffusionSampler or PathExtrapolationDensity directly: they "
+            "standardise without overflow."
+        )
 
 
 def _default_estimator():

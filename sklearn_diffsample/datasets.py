@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.utils import check_array, gen_batches
 
+from ._base import check_n_samples
 from ._random import as_random_state
 
 __all__ = [
@@ -125,13 +126,10 @@ class Target2D(ABC):
         >>> Rings().sample(3, random_state=0).shape
         (3, 2)
         """
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
-            raise ValueError(
-                f"n_samples must be a non-negative integer, got {n_samples!r}."
-            )
+        n_samples = check_n_samples(n_samples)
         rng = as_random_state(random_state)
-        clean = self._sample_clean(int(n_samples), rng)
-        return clean + self.noise * rng.standard_normal((int(n_samples), 2))
+        clean = self._sample_clean(n_samples, rng)
+        return clean + self.noise * rng.standard_normal((n_samples, 2))
 
     def log_density(self, X):
         """Normalised log-density of the target at each row of X.

@@ -21,7 +21,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils import column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
 from ._base import (
@@ -511,6 +511,11 @@ def _encode_fit_labels(X, y):
         return None, None
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
-    check_classification_targets(y)
+    kind = type_of_target(y, raise_unknown=True)
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(
+            f"y must hold class labels (a binary or multiclass target) to condition "
+            f"on, got a {kind!r} target. Fit without y, or bin it into classes first."
+        )
     classes, codes = np.unique(y, return_inverse=True)
     return codes.reshape(-1), classes

@@ -1,5 +1,7 @@
 """``python -m sklearn_diffsample``: the sample command and its error paths."""
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -75,7 +77,7 @@ def test_bad_paths_and_arguments(tmp_path, data_csv, capsys):
         (["--input", str(path), "--output", str(tmp_path / "o.parquet")],
          "unsupported output type"),
         (["--input", str(path), "--output", str(tmp_path / "o.csv"), "--bandwidth", "-1"],
-         "--bandwidth must be > 0"),
+         "'-1' is not a finite number > 0"),
     ]
     for extra, message in cases:
         code, err = _run(["sample", "--method", "guided", "--n", "3", "--quiet", *extra], capsys)
@@ -92,3 +94,66 @@ def test_module_entry_point_reports_usage_errors():
                            "nope"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bandwidth", "nan"], "'nan' is not a finite number > 0"),
+    (["--bandwidth", "inf"], "'inf' is not a finite number > 0"),
+    (["--random-state", "-1"], "'-1' is not an integer >= 0"),
+    (["--n", "-3"], "'-3' is not an integer >= 0"),
+    (["--cv", "1"], "'1' is not an integer >= 2"),
+    (["--method", "mmsold", "--bandwidth", "1e-300"], "times the data scale"),
+    (["--output", "{tmp}"], "is a folder"),
+    (["--input", "{tmp}"], "is a folder, not a file"),
+    (["--cv", "5", "--input", "{four}"], "--cv 5 needs at least 5 data rows"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_every_user_error_is_one_line_with_exit_status_2(tmp_path, data_csv, capsys, extra,
+                                                        message):
+    path, _ = data_csv
+    four = tmp_path / "four.csv"
+    np.savetxt(four, np.random.default_rng(0).normal(size=(4, 2)), delimiter=",")
+    out = tmp_path / "out.csv"
+    args = {"--method": "guided", "--input": str(path), "--n": "5", "--output": str(out)}
+    extra = [e.format(tmp=tmp_path, four=four) for e in extra]
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag in args:
+            args[flag] = value
+            extra = [e for e in extra if e not in (flag, value)]
+    argv = ["sample", "--quiet", *[x for kv in args.items() for x in kv], *extra]
+    code, err = _run(argv, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not out.exists()
+
+
+def test_an_unwritable_folder_is_reported_before_the_fit(tmp_path, data_csv, capsys,
+                                                         monkeypatch):
+    path, _ = data_csv
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    # Root may write anywhere, so the refusal is simulated where it is felt.
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    code, err = _run(["sample", "--method", "guided", "--input", str(path), "--n", "3",
+                      "--output", str(tmp_path / "o.csv"), "--quiet"], capsys)
+    assert code == 2 and "cannot write to the folder" in err and "Permission denied" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_output_file_gets_the_mode_of_a_plain_open(tmp_path, data_csv, capsys):
+    path, _ = data_csv
+    old = os.umask(0o022)
+    try:
+        code, err = _run(["sample", "--method", "guided", "--input", str(path), "--n", "3",
+                          "--output", str(tmp_path / "o.csv"), "--quiet"], capsys)
+        plain = tmp_path / "plain.csv"
+        with open(plain, "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "o.csv").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -18,4 +18,7 @@ def test_quick_demo_writes_its_table_and_figure(tmp_path, capsys):
                - rows["KernelDensity (CV)"]["held-out log-lik"]) < 1e-8
     for name, (samples, row) in results.items():
         assert samples.shape == (800, 2) and np.all(np.isfinite(samples)), name
-        assert np.isfinite(row["held-out log-lik"]) and 0 <= row["copy rate"] <= 1
+        assert np.isfinite(row["held-out log-lik"])
+        # Every method adds continuous noise to its kernel centres: no sample
+        # may coincide with a training row.
+        assert row["copy rate"] == 0.0, name

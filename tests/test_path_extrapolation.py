@@ -14,6 +14,7 @@ from joblib import parallel_config
 from scipy import stats
 from scipy.integrate import quad
 from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KernelDensity
 
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample.path_extrapolation import (
@@ -240,12 +241,17 @@ def test_sample_law_matches_the_scored_density():
 
 def test_grid_search_over_bandwidth_and_coefficient():
     X = np.random.default_rng(14).normal(size=(45, 2))
+    grid = [0.02, 0.6, 3.0]
     search = GridSearchCV(
         PathExtrapolationDensity(random_state=0, **dict(FAST, n_steps=10)),
-        {"bandwidth": [0.2, 0.6], "extrapolation_coef": [0.0, 0.4]}, cv=3,
+        {"bandwidth": grid, "extrapolation_coef": [0.0, 0.4]}, cv=3,
     ).fit(X)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
-    assert search.best_params_["bandwidth"] in (0.2, 0.6)
+    # The reference: KernelDensity on the standardised data, same folds.
+    Z = (X - X.mean(0)) / X.std(0)
+    kde = GridSearchCV(KernelDensity(), {"bandwidth": grid}, cv=3).fit(Z)
+    assert kde.best_params_["bandwidth"] == 0.6
+    assert search.best_params_["bandwidth"] == kde.best_params_["bandwidth"]
 
 
 # ------------------------------------------------------- scikit-learn contract
