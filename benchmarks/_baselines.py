@@ -1,4 +1,4 @@
-"""Baselines of the benchmark tables (quality.md): what a user would pick instead.
+"""Baselines of the benchmark tables (docs/benchmarks.rst): what a user would pick instead.
 
 * :func:`kde_cv` — scikit-learn ``KernelDensity`` with its bandwidth chosen by
   ``GridSearchCV`` (held-out log-likelihood) on the folds the caller passes;

@@ -1,7 +1,7 @@
 """Sampling speed of GuidedDiffusionSampler and the engine's share of it.
 
 One row per configuration: 1e4 samples, 50 DDIM steps, N = 1e4 clustered
-patterns in d = 16, exact sums vs certified top-k (quality.md's guided row).
+patterns in d = 16, exact sums vs certified top-k (the guided row of the speed table).
 The engine share is the wall time spent inside ``PatternPosterior.query``
 divided by the total sampling time, measured single-threaded (n_jobs=1) so
 that the two clocks see the same work; the target is >= 80%, i.e. the
@@ -12,7 +12,7 @@ Usage::
     python benchmarks/bench_guided.py            # full sizes
     python benchmarks/bench_guided.py --quick    # smoke run, small sizes
 
-Writes ``benchmarks/results/guided{,_quick}.md`` and ``.json``.
+Writes ``benchmarks/results/guided_bench{,_quick}.md`` and ``.json``.
 """
 
 import argparse
@@ -130,7 +130,7 @@ def main():
     }
     suffix = "_quick" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"guided{suffix}.json").write_text(
+    (RESULTS / f"guided_bench{suffix}.json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "# GuidedDiffusionSampler: sampling speed and engine share", "",
@@ -150,7 +150,7 @@ def main():
     lines += ["", "Engine share: time inside `PatternPosterior.query` / total sampling time "
               "(n_jobs=1); target >= 80%. With --parallel, samples are checked "
               "bit-identical for n_jobs=1 and -1 ('-': not timed)."]
-    (RESULTS / f"guided{suffix}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"guided_bench{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of MMSOLDSampler (spec: mmsold.md, quality.md).
+"""Benchmark of MMSOLDSampler (docs/design.rst, docs/benchmarks.rst).
 
 1. Time per Langevin step against the number of patterns N in {1e3, 1e4, 1e5}
    at d = 16, with the "knn" score estimator (K nearest patterns from a
@@ -10,7 +10,7 @@
    twice the median nearest-pattern distance) so that each timed step runs the full smoothed
    score with M = 32 antithetic draws: calibration does not change the cost of
    a step.
-2. Quality on the 2-D targets of quality.md (N = 1000 training points, 5000
+2. Quality on the four 2-D targets (N = 1000 training points, 5000
    held-out): SW2 to the held-out data, DCR ratio and copy rate of
    MMSOLDSampler at its defaults against KernelDensity with a GridSearchCV
    bandwidth, and the iid floor (SW2 of fresh target draws of the same size).
@@ -157,7 +157,7 @@ def markdown(speed, quality, verdicts, cfg, quick, started, info):
         lines.append(f"| {r['target']} | {r['method']} | {mean_std(r['sw2'])} | "
                      f"{mean_std(r['dcr'], '{:.2f}')} | {mean_std(r['copy_rate'], '{:.3f}')} | "
                      f"{r['detail']} |")
-    lines += ["", "Target (quality.md): SW2 no worse than KernelDensity-CV with a higher DCR "
+    lines += ["", "Target (docs/benchmarks.rst): SW2 no worse than KernelDensity-CV with a higher DCR "
               "ratio.", "", "| target | SW2 MM-SOLD / KDE-CV | DCR MM-SOLD - KDE-CV | met |",
               "|---|---|---|---|"]
     for name in TARGETS:
@@ -177,7 +177,7 @@ def main(argv=None):
     verdicts = verdict(quality)
     speed = speed_table(cfg)
     text = markdown(speed, quality, verdicts, cfg, args.quick, started, info)
-    path = write("mmsold", args.quick, text, dict(config=cfg, machine=info, speed=speed,
+    path = write("mmsold_bench", args.quick, text, dict(config=cfg, machine=info, speed=speed,
                                                   quality=quality, verdict=verdicts))
     print(text)
     print(f"written to {path}")

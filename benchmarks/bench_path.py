@@ -1,11 +1,11 @@
-"""Benchmark of PathExtrapolationDensity (spec: path_extrapolation.md, quality.md).
+"""Benchmark of PathExtrapolationDensity (docs/design.rst, docs/benchmarks.rst).
 
 1. The 1-D study: target N(0, 25), N in {100, 1000} training patterns.  For
    each rule ("halves", "richardson", "none", "exact"), a Scott-bandwidth KDE
    and the p = infinity dt path (the Gaussian oracle, endpoint std 4.8978):
    held-out mean log-likelihood, KS distance of the unsmoothed endpoints to
    the target, and the copy rate (endpoints within 1e-9 of a training point).
-2. Quality on the 2-D targets of quality.md: held-out log-likelihood, SW2 to
+2. Quality on the four 2-D targets: held-out log-likelihood, SW2 to
    held-out data and copy rate, against KernelDensity with a CV bandwidth.
 
 Every number is measured in the run that writes the tables; nothing is

@@ -1,4 +1,4 @@
-"""Quality of the samplers against their peers (quality.md table 1).
+"""Quality of the samplers against their peers (benchmark table 1).
 
 Datasets: the four 2-D targets of ``sklearn_diffsample.datasets`` (1000 train,
 5000 held-out test rows, several seeds) and scikit-learn's digits through a
@@ -7,14 +7,14 @@ three estimators of the package and the baselines of ``_baselines.py``.  Every
 smoothing parameter is chosen by ``GridSearchCV`` on the SAME ``KFold`` folds
 (fixed seed): by held-out log-likelihood where the method has an exact one,
 by held-out SW2 of its samples otherwise (GaussianMixture: BIC, as
-quality.md prescribes; the DDPM is trained once, it has no smoothing knob).
+the benchmark prescribes; the DDPM is trained once, it has no smoothing knob).
 
 Usage::
 
     python benchmarks/bench_quality.py            # 3 seeds, full settings
     python benchmarks/bench_quality.py --quick    # 1 seed, small settings (CI)
 
-Writes ``benchmarks/results/quality{,_quick}.md``/``.json`` and
+Writes ``benchmarks/results/quality_bench{,_quick}.md``/``.json`` and
 ``quality{,_quick}_samples.png``.
 """
 
@@ -267,7 +267,7 @@ def winners(rows, names):
 
 
 def targets(rows):
-    """quality.md quality targets, each met or open with the measured gap."""
+    """the quality targets of docs/benchmarks.rst, each met or open with the measured gap."""
     lines, verdicts = [], {}
     for method in ("MMSOLDSampler", "PathExtrapolationDensity"):
         for name in sorted({r["dataset"] for r in rows} & set(TARGETS), key=TARGETS.index):
@@ -336,7 +336,7 @@ def main(argv=None):
     target_lines, verdicts = targets(rows)
     png = _common.stem("quality", args.quick) + "_samples.png"
     plot(examples, list(cfg["targets"]), _common.RESULTS / png)
-    lines = _common.header("Quality benchmark (quality.md table 1)", "bench_quality.py",
+    lines = _common.header("Quality benchmark (benchmark table 1)", "bench_quality.py",
                            args.quick, started, info)
     lines += [
         f"Settings: seeds {list(cfg['seeds'])}; targets {list(cfg['targets'])}"
@@ -366,7 +366,7 @@ def main(argv=None):
         "",
         *winners(rows, names),
         "",
-        "## quality.md targets",
+        "## Targets (docs/benchmarks.rst)",
         "",
         *target_lines,
         "",
@@ -378,7 +378,7 @@ def main(argv=None):
         lines += ["## Warnings raised by the estimators", ""]
         lines += [f"- {m}: {w}" for m, w in warned] + [""]
     text = "\n".join(lines)
-    path = _common.write("quality", args.quick, text,
+    path = _common.write("quality_bench", args.quick, text,
                          {"machine": info, "config": cfg, "rows": rows, "targets": verdicts,
                           "load_average_end": _common.load_average()})
     print(text)

@@ -1,4 +1,4 @@
-"""Speed and scaling of the samplers (quality.md tables 2 and 3).
+"""Speed and scaling of the samplers (benchmark tables 2 and 3).
 
 Table 2: fit time, time to draw 10^4 samples and to score 10^4 rows, over
 N in {1e3, 1e4, 1e5} and d in {2, 16, 64} (standard normal data), for
@@ -251,7 +251,7 @@ def main(argv=None):
     png = _common.stem("scaling", args.quick) + ".png"
     plot_scaling(rows, d_fixed, _common.RESULTS / png)
 
-    lines = _common.header("Speed benchmark (quality.md table 2)", "bench_speed.py", args.quick, started, info)
+    lines = _common.header("Speed benchmark (benchmark table 2)", "bench_speed.py", args.quick, started, info)
     lines += [
         f"Standard normal data, bandwidth h = N^(-1/(d+4)) (Scott's rule at unit scale); every sampler "
         f"runs {STEPS} integrator steps (Guided: DDIM; MMSOLD: Langevin, knn score estimator, "
@@ -271,7 +271,7 @@ def main(argv=None):
                    "rows": rows, "load_average_end": _common.load_average()})
     print(speed_text)
 
-    lines = _common.header("Scaling benchmark (quality.md table 3)", "bench_speed.py", args.quick, started, info)
+    lines = _common.header("Scaling benchmark (benchmark table 3)", "bench_speed.py", args.quick, started, info)
     lines += [f"## n_jobs = 1 vs 2 (N = {cfg['jobs_N']}, d = 16, {STEPS} steps, BLAS one thread per worker)", "",
               "| case | n_jobs=1 s | n_jobs=2 s | speed-up | load average (1/5/15) after |", "|---|---|---|---|---|"]
     for r in jobs:
@@ -280,7 +280,7 @@ def main(argv=None):
         else:
             lines.append(f"| {r['case']} | {r['status']} | | | |")
     ok = [r["speedup"] for r in jobs if "speedup" in r]
-    lines += ["", f"quality.md target: n_jobs = 2 gives >= 1.6x on 2 cores. Measured: "
+    lines += ["", f"Target: n_jobs = 2 gives >= 1.6x on 2 cores. Measured: "
               + ", ".join(f"{r['case']} {r['speedup']:.2f}x" for r in jobs if "speedup" in r)
               + (" -> **met** on every case." if ok and min(ok) >= 1.6 else
                  " -> **open** where below 1.6x; the machine's other processes hold part of the "
@@ -305,7 +305,7 @@ def main(argv=None):
                   f"imports + data): {mem['rss_with_data_mb']:.0f} MB; peak RSS after fit (data + the estimator's stored, "
                   f"centred copy + interpreter): {mem['rss_after_fit_mb']:.0f} MB. Largest allocation peak "
                   f"during a call: {worst:.0f} MB; RSS growth over the fitted state: {worst_rss:.0f} MB. "
-                  f"quality.md target: under 1 GB beyond the stored data at N = 1e6, d = 16 -> "
+                  f"Target: under 1 GB beyond the stored data at N = 1e6, d = 16 -> "
                   + ("**met**" if cfg["mem_N"] >= 1_000_000 and max(worst, worst_rss) < 1024 else
                      "**not measured at 1e6 in quick mode**" if cfg["mem_N"] < 1_000_000 else "**open**") + ".", ""]
     else:

@@ -472,7 +472,7 @@ class PatternPosterior:
     def draw(self, queries, s2, rng, n_near=32):
         """Draw one pattern index per query from its posterior.
 
-        The posterior of query q weighs pattern i by exp(-|q - x_i|^2 / (2 s2));
+        The posterior of query q weighs pattern i by ``exp(-|q - x_i|^2 / (2 s2))``;
         ``s2`` of at least 1e300 means uniform weights.  See
         :func:`_draw_by_rejection` for the method; it is exact as far as the
         index returns the true nearest patterns.

@@ -422,7 +422,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
     perturbation is the same quadratic plus a constant), so delta sets how
     tightly particles cling to patterns.  Measured on the 2-D checkerboard and
     two spirals (N = 500, 2 x 2000 samples, SW2 to 5000 held-out points):
-    delta = sigma/4 = 0.25 r_nn (the spec's reproduction setting) gave
+    delta = sigma/4 = 0.25 r_nn (an earlier reproduction's setting) gave
     SW2 0.105 / 0.105 with DCR ratios 0.56 / 0.59 (it copies the local
     structure, and its Stein calibration was unstable: Lambda entries up to
     8 where about 0 is expected, importance ESS near 0); delta = sigma = r_nn
@@ -590,7 +590,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
             desc="calibrating")
         self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self._A @ self._A)
         log_z, ess = self._importance_log_normalizer(rng, particles)
-        # log Z of the spec's form exp(-V - lambda^T z - ...): lambda^T mu moves out.
+        # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
         self.log_normalizer_ = log_z - float(self.tilt_linear_ @ self._centre)
         self.calibration_ess_ = ess
         if ess < _POOR_ESS:
@@ -616,7 +616,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
 
         Proposal 0.9 q_b + 0.1 N(mu*, Sigma*), q_b the Gaussian KDE of the
         final calibration particles at bandwidth b = max(delta, their median
-        nearest-neighbour distance): the spec's defensive mixture with those
+        nearest-neighbour distance): the defensive mixture of the design with those
         particles in place of the patterns, since rho (smoothed by sigma) has
         mass between patterns that pi_delta lacks, and widened where the
         particles are sparser than delta (beyond 2-D) so that q_b has no holes.

@@ -89,9 +89,10 @@ def _propagate_affine(mean, cov, alphas, sigmas, eta, c0, m0, final_denoise, out
     return m / alphas[-1], C / alphas[-1] ** 2
 
 
-# --- oracles of gaussian.md ---------------------------------------------------------
+# --- oracles (docs/design.rst, Gaussian theory) ------------------------------------
 
-# Values as printed in gaussian.md; tolerance is half a unit in the last given digit.
+# The closed forms' values tabled in docs/design.rst; tolerance is half a unit in the
+# last given digit.
 ORACLE_C = {
     (0.0, 10): [2.931448667657, 0.780546069781, 0.183215541729, 0.020521287705],
     (1.0, 10): [2.695935600061, 0.679120751303, 0.151037846491, 0.017060374482],
@@ -196,7 +197,7 @@ def test_endpoint_limits_raise_no_floating_point_errors():
 
 
 def _simulate(mean, cov, alphas, sigmas, ddpm, n_particles, rng):
-    """DDIM or DDPM steps written as in guided.md (DDPM in its e^{-h} form)."""
+    """DDIM or DDPM steps written out as in docs/design.rst (DDPM in its e^{-h} form)."""
     x = rng.standard_normal((n_particles, mean.size))
     for a_s, s_s, a_t, s_t in zip(alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]):
         proj, shift = _denoiser_affine(mean, cov, a_s, s_s)

@@ -127,7 +127,7 @@ def test_sigma_zero_is_the_kde_in_closed_form_and_samples_it():
 
 
 # ------------------------------------------------ the tilted density, circle
-@pytest.fixture(scope="module", params=[(0.1, -0.71), (0.2, -2.7)], ids=["sigma0.1", "sigma0.2"])
+@pytest.fixture(scope="module", params=[(0.1, -0.719), (0.2, -2.718)], ids=["sigma0.1", "sigma0.2"])
 def circle_fit(request):
     sigma, expected = request.param
     est = MMSOLDSampler(bandwidth=0.1, smoothing=sigma, batch_size=1000, n_steps=200,
@@ -142,9 +142,9 @@ def _grid(step=0.02, half_width=1.8):
 
 
 def test_circle_multipliers_match_the_dual_solution(circle_fit):
-    # Reference: the exact dual solve gives Lambda = diag(-0.69, -0.73) at
-    # sigma = 0.1 and about -2.7 I at sigma = 0.2 (spec mmsold.md); lambda = 0
-    # and the off-diagonal entries vanish by symmetry.
+    # Reference: the convex dual solved on a grid gives Lambda = -0.719 I at
+    # sigma = 0.1 and -2.718 I at sigma = 0.2 (docs/design.rst, MMSOLDSampler);
+    # lambda = 0 and the off-diagonal entries vanish by symmetry.
     est, expected = circle_fit
     Lam = est.tilt_quadratic_
     np.testing.assert_allclose(np.diag(Lam), expected, atol=0.15)
@@ -209,7 +209,7 @@ def test_default_step_size_stays_stable_over_long_runs(name, smoothing):
 
 # ------------------------------------------------------------- memorisation
 def test_smoothing_copies_less_than_a_narrow_kde():
-    # Spec (mmsold.md): on two spirals, N = 1000, sigma comparable to the
+    # Design target (docs/design.rst): on two spirals, N = 1000, sigma comparable to the
     # pattern spacing gives a DCR ratio (median d(sample -> train) / median
     # d(test -> train)) above 0.8, sigma = 0 with a small delta below 0.6.
     # Affordable setting: one swarm of 600 particles and 30 steps (the default

@@ -1,7 +1,7 @@
 """PathExtrapolationDensity and the path-convergence diagnostic.
 
 References: the paper's 1-D oracle numbers (arXiv 2606.12161, as restated in
-the project spec), a closed-form propagation of the Gaussian p = infinity path,
+docs/design.rst), a closed-form propagation of the Gaussian p = infinity path,
 brute-force posteriors, chi-square / KS tests with stated false-alarm rates,
 and quadrature of the density.
 """
