@@ -198,6 +198,14 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
     # of fit has done its work once the fit is stored.
     _call_time_params = ("batch_size", "n_jobs", "verbose", "random_state")
 
+    def __init__(self, *, bandwidth, algorithm, batch_size, n_jobs, random_state, verbose):
+        self.bandwidth = bandwidth
+        self.algorithm = algorithm
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the model on the patterns X.

@@ -156,6 +156,74 @@ def _anchor_sq_dist(anchor, arg, patterns, half_sq_norms):
     return d2
 
 
+# ------------------------------------------------------ random remainder
+# A method of PatternPosterior (bound in the class below), kept here so that the
+# class reads as the coordinator of its kernels.
+def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *, spread=False):
+    """Nearest-plus-uniform-remainder estimate for perturbed query copies.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, r, d)
+        r perturbed copies of each of m particles.
+    s2 : float
+        Kernel variance.
+    neighbours : ndarray of shape (m, K)
+        Indices of the K nearest patterns of each unperturbed particle
+        (from :meth:`kneighbors`); shared by its r copies.
+    n_remainder : int
+        L: patterns drawn uniformly without replacement from the other
+        N - K, each with log-weight log((N - K) / L) (unbiased for Z).
+    rng : numpy.random.Generator
+    spread : bool, default=False
+
+    Returns
+    -------
+    PosteriorStats
+        ``log_norm`` of shape (m, r), ``mean`` of shape (m, r, d),
+        ``spread`` of shape (m, r) or None.
+    """
+    queries = np.asarray(queries, dtype=np.float64)
+    neighbours = np.asarray(neighbours, dtype=np.int64)
+    n_near = neighbours.shape[1]
+    n_rest = min(int(n_remainder), self.n_patterns - n_near)
+    rest = _uniform_remainder(rng, neighbours, n_rest, self.n_patterns)
+    candidates = np.concatenate([neighbours, rest], axis=1)
+    log_w = self.log_weights(candidates)
+    if n_rest:
+        log_w[:, n_near:] += np.log((self.n_patterns - n_near) / n_rest)
+    vecs = self._x[candidates]
+    # Distances about each particle's nearest pattern: accurate and local.
+    anchor = vecs[:, :1, :]
+    rel_q = queries - self.offset - anchor
+    rel_x = vecs - anchor
+    d2 = (np.einsum("mrd,mrd->mr", rel_q, rel_q)[:, :, None]
+          - 2.0 * rel_q @ rel_x.transpose(0, 2, 1)
+          + np.einsum("mcd,mcd->mc", rel_x, rel_x)[:, None, :])
+    np.maximum(d2, 0.0, out=d2)
+    logits = d2 * (-0.5 / float(s2)) + log_w[:, None, :]
+    out = _softmax_moments(logits, vecs, True, spread)
+    out.mean += self.offset
+    return out
+
+
+def _uniform_remainder(rng, excluded, n_rest, n_patterns):
+    """n_rest distinct indices per row, uniform among those not in its row of ``excluded``."""
+    m, n_near = excluded.shape
+    n_free = n_patterns - n_near
+    if n_rest == 0:
+        return np.empty((m, 0), dtype=np.int64)
+    if n_rest == n_free:
+        pos = np.broadcast_to(np.arange(n_free), (m, n_free)).copy()
+    else:
+        # With-replacement draws conditioned on being distinct are uniform
+        # subsets; the few rows with a repeat are redrawn without replacement.
+        pos = np.sort(rng.integers(0, n_free, size=(m, n_rest)), axis=1)
+        for i in np.flatnonzero(np.any(pos[:, 1:] == pos[:, :-1], axis=1)):
+            pos[i] = np.sort(rng.choice(n_free, n_rest, replace=False))
+    return complement_index(excluded, pos)
+
+
 class PatternPosterior:
     """Gaussian-kernel posterior over stored patterns.
 
@@ -421,53 +489,7 @@ class PatternPosterior:
         return out
 
     # ------------------------------------------------------ random remainder
-    def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *,
-                        spread=False):
-        """Nearest-plus-uniform-remainder estimate for perturbed query copies.
-
-        Parameters
-        ----------
-        queries : ndarray of shape (m, r, d)
-            r perturbed copies of each of m particles.
-        s2 : float
-            Kernel variance.
-        neighbours : ndarray of shape (m, K)
-            Indices of the K nearest patterns of each unperturbed particle
-            (from :meth:`kneighbors`); shared by its r copies.
-        n_remainder : int
-            L: patterns drawn uniformly without replacement from the other
-            N - K, each with log-weight log((N - K) / L) (unbiased for Z).
-        rng : numpy.random.Generator
-        spread : bool, default=False
-
-        Returns
-        -------
-        PosteriorStats
-            ``log_norm`` of shape (m, r), ``mean`` of shape (m, r, d),
-            ``spread`` of shape (m, r) or None.
-        """
-        queries = np.asarray(queries, dtype=np.float64)
-        neighbours = np.asarray(neighbours, dtype=np.int64)
-        n_near = neighbours.shape[1]
-        n_rest = min(int(n_remainder), self.n_patterns - n_near)
-        rest = self._draw_remainder(rng, neighbours, n_rest)
-        candidates = np.concatenate([neighbours, rest], axis=1)
-        log_w = self.log_weights(candidates)
-        if n_rest:
-            log_w[:, n_near:] += np.log((self.n_patterns - n_near) / n_rest)
-        vecs = self._x[candidates]
-        # Distances about each particle's nearest pattern: accurate and local.
-        anchor = vecs[:, :1, :]
-        rel_q = queries - self.offset - anchor
-        rel_x = vecs - anchor
-        d2 = (np.einsum("mrd,mrd->mr", rel_q, rel_q)[:, :, None]
-              - 2.0 * rel_q @ rel_x.transpose(0, 2, 1)
-              + np.einsum("mcd,mcd->mc", rel_x, rel_x)[:, None, :])
-        np.maximum(d2, 0.0, out=d2)
-        logits = d2 * (-0.5 / float(s2)) + log_w[:, None, :]
-        out = _softmax_moments(logits, vecs, True, spread)
-        out.mean += self.offset
-        return out
+    query_remainder = query_remainder
 
     def draw(self, queries, s2, rng, n_near=32):
         """Draw one pattern index per query from its posterior.
@@ -483,22 +505,6 @@ class PatternPosterior:
         if s2 >= _FLAT_VARIANCE:
             return rng.integers(0, self.n_patterns, size=queries.shape[0])
         return _draw_by_rejection(self, queries, s2, rng, n_near)
-
-    def _draw_remainder(self, rng, excluded, n_rest):
-        m, n_near = excluded.shape
-        n_free = self.n_patterns - n_near
-        if n_rest == 0:
-            return np.empty((m, 0), dtype=np.int64)
-        if n_rest == n_free:
-            pos = np.broadcast_to(np.arange(n_free), (m, n_free)).copy()
-        else:
-            # With-replacement draws conditioned on being distinct are uniform
-            # subsets; the few rows with a repeat are redrawn without replacement.
-            pos = np.sort(rng.integers(0, n_free, size=(m, n_rest)), axis=1)
-            for i in np.flatnonzero(np.any(pos[:, 1:] == pos[:, :-1], axis=1)):
-                pos[i] = np.sort(rng.choice(n_free, n_rest, replace=False))
-        return complement_index(excluded, pos)
-
 
 def _categorical(rng, logits):
     """One column per row of ``logits`` (m, k), drawn by inverse CDF."""

@@ -229,7 +229,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
                  final_denoise=False, score_model="empirical", data_bandwidth=0.0,
                  n_neighbors=None, tol=1e-8, algorithm="auto", batch_size=1024,
                  n_jobs=None, random_state=None, verbose=0):
-        self.bandwidth = bandwidth
+        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
+                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
         self.schedule = schedule
         self.n_steps = n_steps
         self.n_steps_tol = n_steps_tol
@@ -241,30 +242,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         self.data_bandwidth = data_bandwidth
         self.n_neighbors = n_neighbors
         self.tol = tol
-        self.algorithm = algorithm
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None):
-        """Store the patterns (and class labels) and fix the time grid.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training patterns.
-        y : array-like of shape (n_samples,), default=None
-            Class labels, for class-conditional sampling and guidance.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        return super().fit(X, y)
-
     def _fit(self, X, y):
         X = self._validate_fit_data(X)
         codes, classes = _encode_fit_labels(X, y)
@@ -286,44 +265,16 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             self.posterior_ = self.score_model_.posterior
         else:
             self.score_model_ = GaussianScore(Z, codes, h0_sq)
-            self._store_gaussians(classes)
-        self.n_steps_ = self._resolve_n_steps(Z, h0_sq)
+            self.__dict__.update(_gaussians_in_data_units(
+                self.score_model_, self.location_, self.data_scale_, classes))
+        self.n_steps_ = (int(self.n_steps) if self.n_steps != "auto"
+                         else _plan_n_steps(self, Z, h0_sq))
         schedule = make_schedule(self.schedule)
         self.time_grid_ = time_grid(schedule, self.n_steps_, self.noise_floor_,
                                     kind=self.timesteps)
         self.alphas_ = schedule.alpha(self.time_grid_)
         self.sigmas_ = schedule.sigma(self.time_grid_)
         return self
-
-    def _store_gaussians(self, classes):
-        """The fitted Gaussians in data units, as public attributes."""
-        def to_data(label):
-            mean, cov = self.score_model_.mean_covariance(label)
-            return self.location_ + self.data_scale_ * mean, self.data_scale_**2 * cov
-
-        self.mean_, self.covariance_ = to_data(None)
-        if classes is not None:
-            pairs = [to_data(code) for code in range(len(classes))]
-            self.class_means_ = np.array([p[0] for p in pairs])
-            self.class_covariances_ = np.array([p[1] for p in pairs])
-
-    def _resolve_n_steps(self, Z, h0_sq):
-        if self.n_steps != "auto":
-            return int(self.n_steps)
-        dev = Z - Z.mean(axis=0)
-        lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None) + h0_sq
-        tol = self.n_steps_tol * np.sqrt(Z.shape[1])
-        try:
-            return plan_n_steps(lam, tol, noise_floor=self.noise_floor_,
-                                schedule=self.schedule, timesteps=self.timesteps,
-                                eta=self.eta, final_denoise=self.final_denoise,
-                                max_steps=_AUTO_MAX_STEPS)
-        except ValueError:
-            warnings.warn(
-                f"n_steps='auto' found no step count <= {_AUTO_MAX_STEPS} within "
-                f"n_steps_tol={self.n_steps_tol}; using {_AUTO_MAX_STEPS}. Increase "
-                "n_steps_tol or use timesteps='angle'.", UserWarning, stacklevel=4)
-            return _AUTO_MAX_STEPS
 
     # --------------------------------------------------------------- sampling
     def _denoised(self, x, codes, w, alpha, sigma):
@@ -383,19 +334,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
                             else guidance_scale)
         codes = None if y is None else encode_labels(self, y, n_samples)
         if codes is not None and n_samples:
-            self._warn_outside_guarantee(w)
+            _warn_outside_guarantee(self, w)
         return self._checked_draw(partial(self._draw, codes=codes, w=w), n_samples,
                                   random_state)
-
-    def _warn_outside_guarantee(self, w):
-        margin = _guarantee_margin(self.alphas_, self.sigmas_, float(self.eta), w)
-        if margin > _GUARANTEE_LIMIT:
-            warnings.warn(
-                f"guidance_scale={w} with eta={self.eta} and {self.n_steps_} steps is "
-                "outside the regime where guided samples are known to stay near the "
-                "class support (coarse stochastic steps put most of their weight on "
-                "the extrapolated denoiser). Use eta=0 (DDIM), more steps or a "
-                "smaller guidance_scale.", UserWarning, stacklevel=3)
 
     def _draw(self, n_samples, seed, codes, w):
         chunks = chunk_slices(n_samples, self.batch_size)
@@ -452,9 +393,6 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         """
         return float(np.sum(self.score_samples(X, y)))
 
-    def _score_samples(self, X):
-        return self._log_density(X, None)
-
     def _log_density(self, X, label):
         Z = (X - self.location_) / self.data_scale_
         return (self.score_model_.log_density(Z, self.noise_floor_**2, label)
@@ -466,6 +404,48 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             self.score_model_, Z, label, float(self.guidance_scale), self.alphas_[0],
             self.sigmas_[0], self.noise_floor_)
         return log_p - Z.shape[1] * np.log(self.data_scale_)
+
+
+def _gaussians_in_data_units(model, location, scale, classes):
+    """The fitted Gaussian(s) of a GaussianScore as public attributes, data units."""
+    def to_data(label):
+        mean, cov = model.mean_covariance(label)
+        return location + scale * mean, scale**2 * cov
+
+    out = dict(zip(("mean_", "covariance_"), to_data(None)))
+    if classes is not None:
+        pairs = [to_data(code) for code in range(len(classes))]
+        out["class_means_"] = np.array([p[0] for p in pairs])
+        out["class_covariances_"] = np.array([p[1] for p in pairs])
+    return out
+
+
+def _plan_n_steps(est, Z, h0_sq):
+    """n_steps="auto": the Gaussian planner on the data's spectrum (internal units)."""
+    dev = Z - Z.mean(axis=0)
+    lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None) + h0_sq
+    tol = est.n_steps_tol * np.sqrt(Z.shape[1])
+    try:
+        return plan_n_steps(lam, tol, noise_floor=est.noise_floor_, schedule=est.schedule,
+                            timesteps=est.timesteps, eta=est.eta,
+                            final_denoise=est.final_denoise, max_steps=_AUTO_MAX_STEPS)
+    except ValueError:
+        warnings.warn(
+            f"n_steps='auto' found no step count <= {_AUTO_MAX_STEPS} within "
+            f"n_steps_tol={est.n_steps_tol}; using {_AUTO_MAX_STEPS}. Increase "
+            "n_steps_tol or use timesteps='angle'.", UserWarning, stacklevel=5)
+        return _AUTO_MAX_STEPS
+
+
+def _warn_outside_guarantee(est, w):
+    margin = _guarantee_margin(est.alphas_, est.sigmas_, float(est.eta), w)
+    if margin > _GUARANTEE_LIMIT:
+        warnings.warn(
+            f"guidance_scale={w} with eta={est.eta} and {est.n_steps_} steps is "
+            "outside the regime where guided samples are known to stay near the "
+            "class support (coarse stochastic steps put most of their weight on "
+            "the extrapolated denoiser). Use eta=0 (DDIM), more steps or a "
+            "smaller guidance_scale.", UserWarning, stacklevel=4)
 
 
 def encode_labels(estimator, values, n_rows):

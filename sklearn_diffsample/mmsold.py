@@ -20,8 +20,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.linalg import eigh, solve_sylvester
-from scipy.special import logsumexp
+from scipy.linalg import eigh
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import (
@@ -31,7 +30,8 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._manifold import from_particles, retract, sym, symmetric_sqrt, tangent_project, to_swarm
+from ._calibration import DefensiveProposal, SteinSums, importance_log_normalizer
+from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._neighbors import PatternIndex
 from ._posterior import PatternPosterior
@@ -46,14 +46,11 @@ _NN_RULE_QUERIES = 2000
 _AUTO_SCALE = 2.0
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
-# Defensive importance sampling of log Z: at most _IS_DRAWS draws (fewer where
-# each energy costs many pattern sums), a pilot of _IS_MIN_DRAWS, and more only
-# until the estimated standard error of log Z falls below _LOG_Z_TOL.
+# Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
+# each energy costs many pattern sums (but at least _IS_MIN_DRAWS).
 _IS_DRAWS = 20_000
 _IS_MIN_DRAWS = 2_000
 _IS_WORK = 2e7
-_IS_KDE_SHARE = 0.9
-_LOG_Z_TOL = 5e-3
 # Default calibration swarm: at most _CAL_PER_PATTERN particles per pattern,
 # at least max(5 (d + 1), _CAL_MIN) (see MMSOLDSampler Notes).
 _CAL_PER_PATTERN = 4
@@ -130,26 +127,6 @@ def em_step(Y, G_Y, h, xi_new):
     return retract(Y + tangent_project(Y, -h * G_Y + np.sqrt(2.0 * h) * xi_new))
 
 
-class _Stein:
-    """Running sums for the Stein identities over calibration particles."""
-
-    def __init__(self, d):
-        self.count = 0
-        self.grad = np.zeros(d)
-        self.cross = np.zeros((d, d))
-
-    def add(self, Z, mu, G):
-        self.count += Z.shape[0]
-        self.grad += G.sum(axis=0)
-        self.cross += (Z - mu).T @ G
-
-    def multipliers(self, Sigma):
-        """lambda = -E[grad V]; Sigma Lambda + Lambda Sigma = 2 (I - sym E[(z - mu) grad V^T])."""
-        lam = -self.grad / self.count
-        rhs = 2.0 * (np.eye(len(lam)) - sym(self.cross / self.count))
-        return lam, sym(solve_sylvester(Sigma, Sigma, rhs))
-
-
 @dataclass
 class _Dynamics:
     """Everything a chunk needs, in working coordinates (picklable for process workers)."""
@@ -217,7 +194,7 @@ class _Dynamics:
 
 def _calibration_swarm(size, rng, report, dynamics):
     """A swarm whose second half of steps feeds the Stein sums (module level: picklable)."""
-    stein = _Stein(dynamics.mu.shape[0])
+    stein = SteinSums(dynamics.mu.shape[0])
     return stein, dynamics.swarm(size, rng, report, stein)
 
 
@@ -249,6 +226,44 @@ def _median_nn_distance(X, rng):
     return float(np.sqrt(np.median(other)))
 
 
+def _swarm_and_draws(d, batch_size, n_smoothing_draws):
+    """Particles per swarm and smoothing draws per particle, checked."""
+    swarm_size = max(5 * (d + 1), 500) if batch_size is None else batch_size
+    if swarm_size < d + 1:
+        raise ValueError(
+            f"batch_size={swarm_size} is too small for a moment-matched swarm in "
+            f"{d} dimensions: it needs at least n_features + 1 = {d + 1} particles."
+        )
+    n_draws = (8 if d <= 10 else 32) if n_smoothing_draws == "auto" else n_smoothing_draws
+    if n_draws % 2:
+        raise ValueError(f"n_smoothing_draws must be even (antithetic pairs), got {n_draws}.")
+    return swarm_size, n_draws
+
+
+def _resolve_scales(W, bandwidth, smoothing, rng):
+    """delta and sigma from numbers, the scale rules or "auto" (2 r_nn)."""
+    rules = (bandwidth == "auto", smoothing == "auto")
+    r_nn = _median_nn_distance(W, rng) if any(rules) else 0.0
+    if any(rules) and not r_nn > 0:
+        r_nn = resolve_bandwidth("scott", W)  # mostly duplicated rows: no spacing
+    delta = _AUTO_SCALE * r_nn if rules[0] else resolve_bandwidth(bandwidth, W)
+    sigma = _AUTO_SCALE * r_nn if rules[1] else float(smoothing)
+    return float(delta), float(sigma)
+
+
+def _step_size(step_size, Sigma, delta):
+    """h, "auto" at stiffness h lambda_max(Sigma*) / delta^2 = 0.5; a warning above 2."""
+    lam_max = float(np.linalg.eigvalsh(Sigma)[-1])
+    auto = _AUTO_STIFFNESS * delta**2 / lam_max
+    h = auto if step_size == "auto" else float(step_size)
+    if h * lam_max / delta**2 > _MAX_STIFFNESS:
+        warnings.warn(
+            f"step_size={h:.3g} gives h * lambda_max(Sigma*) / delta^2 = "
+            f"{h * lam_max / delta**2:.2f} > {_MAX_STIFFNESS}: the dynamics may be "
+            f"unstable. Use step_size='auto' ({auto:.3g}).", UserWarning, stacklevel=5)
+    return h
+
+
 def _check_spread(spread):
     low, high = _SPREAD_RANGE
     if not low <= spread <= high:
@@ -258,18 +273,6 @@ def _check_spread(spread):
             "distances stay representable in float64. Rescale X first, for example "
             "with TransformedDensity(StandardScaler(), MMSOLDSampler())."
         )
-
-
-def _ess_fraction(log_w):
-    """Kish effective sample size of importance weights, as a fraction of their number."""
-    return float(np.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w)) / len(log_w))
-
-
-def _gaussian_log_pdf(Z, mu, A_inv):
-    R = (Z - mu) @ A_inv
-    log_det = np.linalg.slogdet(A_inv)[1]
-    return (-0.5 * np.einsum("nd,nd->n", R, R) - 0.5 * Z.shape[1] * np.log(2.0 * np.pi)
-            + log_det)
 
 
 # -------------------------------------------------------------- estimator
@@ -417,20 +420,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
     and more (up to 20000) only until its standard error is below 5e-3.
 
     Why the "auto" scales are 2 r_nn (r_nn the median nearest-pattern
-    distance).  Log-domain smoothing leaves the curvature 1/delta^2 of U near
-    an isolated pattern unchanged (the mean of a quadratic over a Gaussian
-    perturbation is the same quadratic plus a constant), so delta sets how
-    tightly particles cling to patterns.  Measured on the 2-D checkerboard and
-    two spirals (N = 500, 2 x 2000 samples, SW2 to 5000 held-out points):
-    delta = sigma/4 = 0.25 r_nn (an earlier reproduction's setting) gave
-    SW2 0.105 / 0.105 with DCR ratios 0.56 / 0.59 (it copies the local
-    structure, and its Stein calibration was unstable: Lambda entries up to
-    8 where about 0 is expected, importance ESS near 0); delta = sigma = r_nn
-    gave 0.099 / 0.097 with DCR 0.82 / 0.86, and delta = sigma = 2 r_nn gave
-    0.099 / 0.095 with DCR 1.00 / 1.24, against KernelDensity with a
-    cross-validated bandwidth at 0.111 / 0.114 and DCR 0.96 / 1.00.
-    Relaxation was not the limit: 200 instead of 50 steps changed nothing at
-    0.25 r_nn.
+    distance), with the measurements behind it: :ref:`design-mmsold`.
 
     References
     ----------
@@ -477,7 +467,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
                  step_size="auto", n_steps=50, whiten=None, interaction="swarm",
                  algorithm="auto", batch_size=None, n_jobs=None, random_state=None,
                  verbose=0):
-        self.bandwidth = bandwidth
+        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
+                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
         self.smoothing = smoothing
         self.n_smoothing_draws = n_smoothing_draws
         self.score_estimator = score_estimator
@@ -488,34 +479,19 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self.n_steps = n_steps
         self.whiten = whiten
         self.interaction = interaction
-        self.algorithm = algorithm
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ----------------------------------------------------------------- fit
     def _fit(self, X, y=None):
         X = self._validate_fit_data(X)
         n, d = X.shape
-        swarm_size = max(5 * (d + 1), 500) if self.batch_size is None else self.batch_size
-        if swarm_size < d + 1:
-            raise ValueError(
-                f"batch_size={swarm_size} is too small for a moment-matched swarm in "
-                f"{d} dimensions: it needs at least n_features + 1 = {d + 1} particles."
-            )
-        n_draws = (8 if d <= 10 else 32) if self.n_smoothing_draws == "auto" \
-            else self.n_smoothing_draws
-        if n_draws % 2:
-            raise ValueError(
-                f"n_smoothing_draws must be even (antithetic pairs), got {n_draws}."
-            )
+        swarm_size, n_draws = _swarm_and_draws(d, self.batch_size, self.n_smoothing_draws)
         seeds = seed_sequence(self.random_state).spawn(4)
         centre, spread = data_location_scale(X)
         _check_spread(spread)
         T = np.eye(d) if self.whiten is None else _partial_whitening(X, self.whiten)
         W = X if self.whiten is None else centre + (X - centre) @ T
-        delta, sigma = self._resolve_scales(W, np.random.default_rng(seeds[0]))
+        delta, sigma = _resolve_scales(W, self.bandwidth, self.smoothing,
+                                       np.random.default_rng(seeds[0]))
         check_bandwidth_range(delta, spread)
         if sigma > 0:
             check_bandwidth_range(sigma, spread, name="smoothing")
@@ -527,16 +503,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
             random_state=index_seed(np.random.default_rng(seeds[1])))
         Sigma = np.cov(W, rowvar=False, bias=True).reshape(d, d) + delta**2 * np.eye(d)
         A, A_inv = symmetric_sqrt(Sigma)
-        lam_max = float(np.linalg.eigvalsh(Sigma)[-1])
-        h = (_AUTO_STIFFNESS * delta**2 / lam_max if self.step_size == "auto"
-             else float(self.step_size))
-        if h * lam_max / delta**2 > _MAX_STIFFNESS:
-            warnings.warn(
-                f"step_size={h:.3g} gives h * lambda_max(Sigma*) / delta^2 = "
-                f"{h * lam_max / delta**2:.2f} > {_MAX_STIFFNESS}: the dynamics may be "
-                f"unstable. Use step_size='auto' ({_AUTO_STIFFNESS * delta**2 / lam_max:.3g}).",
-                UserWarning,
-            )
+        h = _step_size(self.step_size, Sigma, delta)
         self.bandwidth_, self.smoothing_, self.n_smoothing_draws_ = delta, sigma, n_draws
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
         self.calibration_size_ = swarm_size if self.batch_size is not None else max(
@@ -550,15 +517,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self._A, self._A_inv = A, A_inv
         self._calibrate(seeds[2], seeds[3])
         return self
-
-    def _resolve_scales(self, W, rng):
-        rules = (self.bandwidth == "auto", self.smoothing == "auto")
-        r_nn = _median_nn_distance(W, rng) if any(rules) else 0.0
-        if any(rules) and not r_nn > 0:
-            r_nn = resolve_bandwidth("scott", W)  # mostly duplicated rows: no spacing
-        delta = _AUTO_SCALE * r_nn if rules[0] else resolve_bandwidth(self.bandwidth, W)
-        sigma = _AUTO_SCALE * r_nn if rules[1] else float(self.smoothing)
-        return float(delta), float(sigma)
 
     def _knn(self):
         if self.score_estimator_ != "knn":
@@ -589,7 +547,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
             swarm_seed, n_jobs=1, verbose=self.verbose, steps_per_chunk=self.n_steps,
             desc="calibrating")
         self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self._A @ self._A)
-        log_z, ess = self._importance_log_normalizer(rng, particles)
+        # The final calibration particles stand in for the patterns of the
+        # design's defensive mixture: rho (smoothed by sigma) has mass between
+        # patterns that pi_delta lacks; the KDE is widened where the particles
+        # are sparser than delta (beyond 2-D) so that it has no holes.
+        b = max(self.bandwidth_, _median_nn_distance(particles, rng))
+        log_z, ess = importance_log_normalizer(
+            self._tilted_energy, DefensiveProposal(particles, b, self._centre, self._A),
+            self._n_importance_draws(), rng, rows=self._score_rows)
         # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
         self.log_normalizer_ = log_z - float(self.tilt_linear_ @ self._centre)
         self.calibration_ess_ = ess
@@ -610,48 +575,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         R = Z - self._centre
         return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
             "nd,de,ne->n", R, self.tilt_quadratic_, R)
-
-    def _importance_log_normalizer(self, rng, particles):
-        """log of int exp(-energy) by defensive importance sampling, and the ESS fraction.
-
-        Proposal 0.9 q_b + 0.1 N(mu*, Sigma*), q_b the Gaussian KDE of the
-        final calibration particles at bandwidth b = max(delta, their median
-        nearest-neighbour distance): the defensive mixture of the design with those
-        particles in place of the patterns, since rho (smoothed by sigma) has
-        mass between patterns that pi_delta lacks, and widened where the
-        particles are sparser than delta (beyond 2-D) so that q_b has no holes.
-        A pilot of _IS_MIN_DRAWS draws estimates the ESS; more draws follow
-        until the standard error sqrt((1/ESS - 1)/n) of log Z is below
-        _LOG_Z_TOL, up to the work cap of :meth:`_n_importance_draws`.
-        """
-        post = PatternPosterior(particles)
-        b = max(self.bandwidth_, _median_nn_distance(particles, rng))
-        n_max = self._n_importance_draws()
-        log_w = self._importance_log_weights(post, b**2, min(_IS_MIN_DRAWS, n_max), rng)
-        ess = _ess_fraction(log_w)
-        wanted = (1.0 / ess - 1.0) / _LOG_Z_TOL**2
-        extra = 10 * (int(min(wanted, n_max) - len(log_w)) // 10)
-        if extra > 0:
-            log_w = np.concatenate([log_w, self._importance_log_weights(post, b**2, extra, rng)])
-            ess = _ess_fraction(log_w)
-        return float(logsumexp(log_w) - np.log(len(log_w))), ess
-
-    def _importance_log_weights(self, post, b2, n_draws, rng):
-        """log(exp(-energy) / proposal) at n_draws draws of the defensive mixture."""
-        n_kde = int(round(_IS_KDE_SHARE * n_draws))
-        # Systematic picks of the centres: each one's expected count is exact,
-        # so the estimate stays unbiased, with less variance than iid picks.
-        picks = np.floor((np.arange(n_kde) + rng.random()) * post.n_patterns / n_kde)
-        Z_kde = post.take(picks.astype(np.int64))
-        Z_kde = Z_kde + np.sqrt(b2) * rng.standard_normal(Z_kde.shape)
-        Z_gauss = self._centre + rng.standard_normal(
-            (n_draws - n_kde, self.n_features_in_)) @ self._A
-        Z = np.vstack([Z_kde, Z_gauss])
-        log_pi = self._score_rows(partial(post.log_density, s2=b2), Z)
-        log_q = np.logaddexp(np.log(_IS_KDE_SHARE) + log_pi,
-                             np.log1p(-_IS_KDE_SHARE)
-                             + _gaussian_log_pdf(Z, self._centre, self._A_inv))
-        return -self._score_rows(self._tilted_energy, Z) - log_q
 
     def _n_importance_draws(self):
         """Most draws for log Z: _IS_DRAWS, fewer where each energy costs many pattern sums."""

@@ -302,20 +302,16 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                  n_splits=8, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", algorithm="auto",
                  batch_size=1024, n_jobs=None, random_state=None, verbose=0):
+        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
+                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
         self.beta = beta
         self.n_steps = n_steps
-        self.bandwidth = bandwidth
         self.extrapolation = extrapolation
         self.n_splits = n_splits
         self.extrapolation_coef = extrapolation_coef
         self.variance_correction = variance_correction
         self.reference = reference
         self.n_reference_samples = n_reference_samples
-        self.algorithm = algorithm
-        self.batch_size = batch_size
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y=None):
@@ -327,7 +323,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                 f"halves and needs at least 2 samples, got n_samples = {n}; use "
                 "extrapolation='none' or more data."
             )
-        ref_mean, ref_scale = self._check_reference(d)
+        ref_mean, ref_scale = _check_reference(self.reference, d)
         location, scale = data_location_scale(X, axis=0)
         Z = (X - location) / scale
 
@@ -347,28 +343,6 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
         self.endpoint_posterior_ = PatternPosterior((self.endpoints_ - location) / scale)
         return self
-
-    def _check_reference(self, d):
-        if self.reference is None:
-            return np.zeros(d), 1.0
-        if len(self.reference) != 2:
-            raise ValueError(
-                "reference must be None or a (mean, scale) pair, got a tuple of "
-                f"length {len(self.reference)}."
-            )
-        mean, scale = self.reference
-        mean = np.asarray(mean, dtype=np.float64)
-        if mean.shape not in ((), (1,), (d,)):
-            raise ValueError(
-                f"The reference mean must be a float or an array of shape ({d},) (one "
-                f"value per feature), got shape {mean.shape}."
-            )
-        mean = np.broadcast_to(mean, (d,)).copy()
-        if not np.all(np.isfinite(mean)):
-            raise ValueError("The reference mean must be finite.")
-        if not np.isscalar(scale) or not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"The reference scale must be a float > 0, got {scale!r}.")
-        return mean, float(scale)
 
     # ------------------------------------------------------------- density
     def _score_samples(self, X):
@@ -456,6 +430,30 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                               beta=float(self.beta), n_steps=int(self.n_steps),
                               report=report)
         return self.patterns_[nu]
+
+
+def _check_reference(reference, d):
+    """The reference law's (mean, scale), checked; None is N(0, I)."""
+    if reference is None:
+        return np.zeros(d), 1.0
+    if len(reference) != 2:
+        raise ValueError(
+            "reference must be None or a (mean, scale) pair, got a tuple of "
+            f"length {len(reference)}."
+        )
+    mean, scale = reference
+    mean = np.asarray(mean, dtype=np.float64)
+    if mean.shape not in ((), (1,), (d,)):
+        raise ValueError(
+            f"The reference mean must be a float or an array of shape ({d},) (one "
+            f"value per feature), got shape {mean.shape}."
+        )
+    mean = np.broadcast_to(mean, (d,)).copy()
+    if not np.all(np.isfinite(mean)):
+        raise ValueError("The reference mean must be finite.")
+    if not np.isscalar(scale) or not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"The reference scale must be a float > 0, got {scale!r}.")
+    return mean, float(scale)
 
 
 # -------------------------------------------------------------- diagnostic

@@ -87,17 +87,6 @@ def test_score_is_the_sum_of_score_samples(fitted):
     assert est.score(rows) == pytest.approx(expected.sum(), rel=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["threading", "loky"])
-@pytest.mark.parametrize("n_jobs", [1, 2, -1])
-def test_same_seed_same_bits_for_any_n_jobs_and_backend(fitted, backend, n_jobs):
-    est, _ = fitted
-    reference = est.sample(333, random_state=42)
-    with parallel_config(backend=backend):
-        again = est.set_params(n_jobs=n_jobs).sample(333, random_state=42)
-    est.set_params(n_jobs=None)
-    np.testing.assert_array_equal(again, reference)
-
-
 def test_random_state_kinds(fitted):
     est, _ = fitted
     a = est.sample(10, random_state=np.random.RandomState(3))

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from joblib import parallel_config
 
-from sklearn_diffsample.guided import GuidedDiffusionSampler
-from sklearn_diffsample.mmsold import MMSOLDSampler
-from sklearn_diffsample.path_extrapolation import PathExtrapolationDensity
+from ._estimators import FACTORIES
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +21,11 @@ def client():
     cluster.close()
 
 
-FACTORIES = {
-    "guided": lambda: GuidedDiffusionSampler(bandwidth=0.3, n_steps=10, batch_size=64),
-    "mmsold": lambda: MMSOLDSampler(bandwidth=0.2, smoothing=0.0, n_steps=10, batch_size=64,
-                                    score_estimator="exact"),
-    "path": lambda: PathExtrapolationDensity(n_steps=10, n_splits=2, batch_size=64,
-                                             n_reference_samples=200),
-}
-
-
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_dask_backend_is_bitwise_equal_to_one_job(client, name):
     X = np.random.default_rng(0).normal(size=(150, 2))
-    est = FACTORIES[name]().set_params(random_state=0).fit(X)
-    reference = est.set_params(n_jobs=1).sample(300, random_state=11)
-    with parallel_config(backend="dask"):
-        distributed_run = est.set_params(n_jobs=-1).sample(300, random_state=11)
+    est = FACTORIES[name]().fit(X)
+    reference = est.sample(300, random_state=11)
+    with parallel_config(backend="dask", n_jobs=-1):
+        distributed_run = est.sample(300, random_state=11)
     np.testing.assert_array_equal(distributed_run, reference)

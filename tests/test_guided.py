@@ -1,11 +1,9 @@
 """GuidedDiffusionSampler against closed forms, brute force and its paper's claims."""
 
-import pickle
 import warnings
 
 import numpy as np
 import pytest
-from joblib import parallel_config
 from scipy.stats import multivariate_normal
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KernelDensity, NearestNeighbors
@@ -346,25 +344,3 @@ def test_bad_input_messages(circles):
     assert string_labels.sample(2, y="outer", random_state=0).shape == (2, 2)
 
 
-def test_pickle_round_trip(circles):
-    X, y = circles
-    est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=8, n_neighbors=8,
-                                 algorithm="kd_tree").fit(X, y)
-    again = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(again.score_samples(X[:20], y=1), est.score_samples(X[:20], y=1))
-    np.testing.assert_array_equal(again.sample(30, y=y[:30], guidance_scale=2.0, random_state=0),
-                                  est.sample(30, y=y[:30], guidance_scale=2.0, random_state=0))
-
-
-@pytest.mark.parametrize("backend", ["threading", "loky"])
-def test_same_seed_same_bits_for_any_n_jobs(circles, backend):
-    X, y = circles
-    est = GuidedDiffusionSampler(bandwidth=0.1, n_steps=6, eta=0.5, batch_size=16).fit(X, y)
-    labels = np.arange(50) % 2
-    reference = est.sample(50, y=labels, guidance_scale=3.0, random_state=0)
-    for n_jobs in (1, 2):
-        with parallel_config(backend=backend):
-            again = est.set_params(n_jobs=n_jobs).sample(50, y=labels, guidance_scale=3.0,
-                                                         random_state=0)
-        np.testing.assert_array_equal(again, reference)
-    est.set_params(n_jobs=None)

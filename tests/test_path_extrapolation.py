@@ -6,11 +6,9 @@ brute-force posteriors, chi-square / KS tests with stated false-alarm rates,
 and quadrature of the density.
 """
 
-import pickle
 
 import numpy as np
 import pytest
-from joblib import parallel_config
 from scipy import stats
 from scipy.integrate import quad
 from sklearn.model_selection import GridSearchCV
@@ -255,29 +253,6 @@ def test_grid_search_over_bandwidth_and_coefficient():
 
 
 # ------------------------------------------------------- scikit-learn contract
-
-
-@pytest.mark.parametrize("extrapolation", ["halves", "exact"])
-def test_pickle_round_trip(extrapolation):
-    X = np.random.default_rng(15).normal(size=(30, 2))
-    est = PathExtrapolationDensity(extrapolation=extrapolation, random_state=0,
-                                   **FAST).fit(X)
-    back = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(back.score_samples(X), est.score_samples(X))
-    np.testing.assert_array_equal(back.sample(20, random_state=0),
-                                  est.sample(20, random_state=0))
-
-
-@pytest.mark.parametrize("backend", ["threading", "loky"])
-@pytest.mark.parametrize("extrapolation", ["halves", "exact"])
-def test_same_seed_same_bits_for_any_n_jobs(backend, extrapolation):
-    X = np.random.default_rng(16).normal(size=(30, 2))
-    est = PathExtrapolationDensity(extrapolation=extrapolation, random_state=0,
-                                   **FAST).fit(X)
-    reference = est.sample(150, random_state=0)
-    with parallel_config(backend=backend):
-        again = est.set_params(n_jobs=2).sample(150, random_state=0)
-    np.testing.assert_array_equal(again, reference)
 
 
 def test_bad_input_gets_clear_errors():

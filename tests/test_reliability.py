@@ -9,7 +9,6 @@ import sys
 import joblib
 import numpy as np
 import pytest
-from joblib import parallel_config
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_diffsample import (
@@ -139,22 +138,6 @@ def test_concurrent_calls_leave_the_blas_thread_counts_as_they_were():
     before, after = json.loads(out.splitlines()[-1])
     assert any(n > 1 for _, n in before)
     assert after == before
-
-
-# ------------------------------------------------------ process backends
-@pytest.mark.parametrize("make", [
-    lambda: MMSOLDSampler(n_steps=3, batch_size=30, random_state=0),
-    lambda: PathExtrapolationDensity(random_state=0, **FAST_PATH),
-    lambda: GuidedDiffusionSampler(n_steps=3, batch_size=16),
-], ids=["mmsold", "path", "guided"])
-def test_the_multiprocessing_backend_gives_the_same_bits(X, make):
-    reference = make().fit(X)
-    expected = (reference.sample(70, 5), reference.score_samples(X))
-    with parallel_config(backend="multiprocessing", n_jobs=2):
-        est = make().fit(X)
-        got = (est.sample(70, 5), est.score_samples(X))
-    np.testing.assert_array_equal(got[0], expected[0])
-    np.testing.assert_array_equal(got[1], expected[1])
 
 
 # --------------------------------------------------- fitted state is the law
