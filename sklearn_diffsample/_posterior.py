@@ -159,7 +159,7 @@ def _anchor_sq_dist(anchor, arg, patterns, half_sq_norms):
 # ------------------------------------------------------ random remainder
 # A method of PatternPosterior (bound in the class below), kept here so that the
 # class reads as the coordinator of its kernels.
-def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *, spread=False):
+def query_remainder(self, queries, s2, neighbors, n_remainder, rng, *, spread=False):
     """Nearest-plus-uniform-remainder estimate for perturbed query copies.
 
     Parameters
@@ -168,7 +168,7 @@ def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *, spread=F
         r perturbed copies of each of m particles.
     s2 : float
         Kernel variance.
-    neighbours : ndarray of shape (m, K)
+    neighbors : ndarray of shape (m, K)
         Indices of the K nearest patterns of each unperturbed particle
         (from :meth:`kneighbors`); shared by its r copies.
     n_remainder : int
@@ -184,11 +184,11 @@ def query_remainder(self, queries, s2, neighbours, n_remainder, rng, *, spread=F
         ``spread`` of shape (m, r) or None.
     """
     queries = np.asarray(queries, dtype=np.float64)
-    neighbours = np.asarray(neighbours, dtype=np.int64)
-    n_near = neighbours.shape[1]
+    neighbors = np.asarray(neighbors, dtype=np.int64)
+    n_near = neighbors.shape[1]
     n_rest = min(int(n_remainder), self.n_patterns - n_near)
-    rest = _uniform_remainder(rng, neighbours, n_rest, self.n_patterns)
-    candidates = np.concatenate([neighbours, rest], axis=1)
+    rest = _uniform_remainder(rng, neighbors, n_rest, self.n_patterns)
+    candidates = np.concatenate([neighbors, rest], axis=1)
     log_w = self.log_weights(candidates)
     if n_rest:
         log_w[:, n_near:] += np.log((self.n_patterns - n_near) / n_rest)

@@ -377,6 +377,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
         ``whiten=None``); every full swarm has exactly these moments.
     whitening_ : ndarray of shape (n_features, n_features)
         Symmetric T of the working coordinates z = mu + (x - mu) T.
+    swarm_scale_ : ndarray of shape (n_features, n_features)
+        A = Sigma*^(1/2), symmetric, in working coordinates: a swarm is
+        mu* + Y A with Y on the centred scaled Stiefel set.
     posterior_ : PatternPosterior
         The engine over the (working-coordinate) patterns.
     tilt_linear_ : ndarray of shape (n_features,)
@@ -410,8 +413,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
     V from fixed draws, and log Z from importance sampling with the defensive
     proposal 0.9 q + 0.1 N(mu*, Sigma*), q the Gaussian KDE (bandwidth delta)
     of the final calibration particles.  That sampler is reliable in
-    low dimension (ESS 70-80% in 2-D); beyond d ~ 10-20 its ESS collapses and
-    ``calibration_ess_`` says so.  The multipliers' Monte Carlo error shrinks
+    low dimension; beyond d ~ 10-20 its ESS collapses and
+    ``calibration_ess_`` says so (:ref:`design-mmsold`).  The multipliers' Monte Carlo error shrinks
     like 1/sqrt(``calibration_size_ * n_steps``).  Without an explicit
     ``batch_size`` the calibration swarm has at most 4 particles per pattern
     (at least max(5 (d + 1), 100)): with few patterns the target moments
@@ -508,13 +511,12 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
         self.calibration_size_ = swarm_size if self.batch_size is not None else max(
             5 * (d + 1), min(swarm_size, max(_CAL_MIN, _CAL_PER_PATTERN * n)))
-        self.whitening_, self._centre = T, centre
-        self._log_det_whitening = float(np.linalg.slogdet(T)[1])
+        self.whitening_ = T
         self.target_mean_ = centre
         T_inv = np.linalg.inv(T)
         self.target_covariance_ = T_inv @ Sigma @ T_inv
         self.posterior_ = posterior
-        self._A, self._A_inv = A, A_inv
+        self.swarm_scale_ = A
         self._calibrate(seeds[2], seeds[3])
         return self
 
@@ -526,8 +528,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _dynamics(self):
         return _Dynamics(
             posterior=self.posterior_, s2=self.bandwidth_**2, sigma=self.smoothing_,
-            n_draws=self.n_smoothing_draws_, knn=self._knn(), mu=self._centre,
-            A=self._A, A_inv=self._A_inv, h=self.step_size_, n_steps=self.n_steps,
+            n_draws=self.n_smoothing_draws_, knn=self._knn(), mu=self.target_mean_,
+            A=self.swarm_scale_, A_inv=np.linalg.inv(self.swarm_scale_), h=self.step_size_,
+            n_steps=self.n_steps,
             integrator=self.integrator,
             tilt=(getattr(self, "tilt_linear_", None), getattr(self, "tilt_quadratic_", None)),
         )
@@ -546,17 +549,17 @@ class MMSOLDSampler(BaseDiffusionDensity):
             partial(_calibration_swarm, dynamics=self._dynamics()), [self.calibration_size_],
             swarm_seed, n_jobs=1, verbose=self.verbose, steps_per_chunk=self.n_steps,
             desc="calibrating")
-        self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self._A @ self._A)
+        self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self.swarm_scale_ @ self.swarm_scale_)
         # The final calibration particles stand in for the patterns of the
         # design's defensive mixture: rho (smoothed by sigma) has mass between
         # patterns that pi_delta lacks; the KDE is widened where the particles
         # are sparser than delta (beyond 2-D) so that it has no holes.
         b = max(self.bandwidth_, _median_nn_distance(particles, rng))
         log_z, ess = importance_log_normalizer(
-            self._tilted_energy, DefensiveProposal(particles, b, self._centre, self._A),
+            self._tilted_energy, DefensiveProposal(particles, b, self.target_mean_, self.swarm_scale_),
             self._n_importance_draws(), rng, rows=self._score_rows)
         # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
-        self.log_normalizer_ = log_z - float(self.tilt_linear_ @ self._centre)
+        self.log_normalizer_ = log_z - float(self.tilt_linear_ @ self.target_mean_)
         self.calibration_ess_ = ess
         if ess < _POOR_ESS:
             warnings.warn(
@@ -572,7 +575,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         V = _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
                              self.smoothing_ * self.score_noise_,
                              None if knn is None else knn[0])
-        R = Z - self._centre
+        R = Z - self.target_mean_
         return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
             "nd,de,ne->n", R, self.tilt_quadratic_, R)
 
@@ -586,12 +589,12 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _to_working(self, X):
         if self.whiten is None:
             return X
-        return self._centre + (X - self._centre) @ self.whitening_
+        return self.target_mean_ + (X - self.target_mean_) @ self.whitening_
 
     def _to_data(self, Z):
         if self.whiten is None:
             return Z
-        return self._centre + np.linalg.solve(self.whitening_, (Z - self._centre).T).T
+        return self.target_mean_ + np.linalg.solve(self.whitening_, (Z - self.target_mean_).T).T
 
     def _score_samples(self, X):
         Z = self._to_working(X)
@@ -601,8 +604,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
                                                   if knn is None else knn[0])
         else:
             log_rho = (-self._tilted_energy(Z) - self.log_normalizer_
-                       - float(self.tilt_linear_ @ self._centre))
-        return log_rho + self._log_det_whitening
+                       - float(self.tilt_linear_ @ self.target_mean_))
+        return log_rho + float(np.linalg.slogdet(self.whitening_)[1])
 
     # ----------------------------------------------------------- sampling
     def _sample(self, n_samples, seed):

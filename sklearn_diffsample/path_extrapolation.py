@@ -247,21 +247,14 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     Samples of one chunk share their splits and are therefore slightly
     dependent.
 
-    What the extrapolation does, measured here (``benchmarks/bench_path.py``,
-    ``path_convergence``): the finite-p deviation from the p = infinity path
-    is a zero-mean fluctuation rather than an a/sqrt(p) bias, so the naive
-    Richardson rule increases the error; averaging half-splits with c ~ 0.4
-    moves slightly toward the p = infinity path at N ~ 100 and the gain
-    vanishes by N ~ 1000.  What reliably changes is memorisation: the tower
-    sampler returns training points every time; in the paper's 1-D setting
-    (100 patterns, default steps) dt and extrapolated endpoints are copies
-    (within 1e-9) 0-1.2% of the time, depending on the draw of the patterns.
-    The raw dt path does copy isolated patterns when they are sparse relative
-    to sqrt(dtau): 21% of endpoints for 60 standard-normal patterns in 2-D at
-    ``n_steps=100`` (1.4% at ``n_steps=20``); half-path extrapolation (0% in
-    the same setting) removes those copies, since its endpoints combine
-    distinct paths.  The 1/sqrt(p) regime holds in 1-D, roughly at d = 2 and
-    fades by d = 5 for p <= 1000 (see :func:`path_convergence`).
+    What the extrapolation does: the finite-p deviation from the p = infinity
+    path is a zero-mean fluctuation rather than an a/sqrt(p) bias, so the naive
+    Richardson rule increases the error, averaging half-splits with c ~ 0.4
+    moves slightly toward the p = infinity path for small N, and what reliably
+    changes is memorisation: the tower sampler returns training rows, the
+    raw dt path can copy isolated patterns, and extrapolated endpoints, which
+    combine distinct paths, do not.  The measurements are in
+    :ref:`design-path` and :doc:`/benchmarks`.
 
     The density is the law of the extrapolated endpoint convolved with
     N(0, h^2 I) (the paper proposes it without a formula; h^2 plays the role of
@@ -501,7 +494,7 @@ def _convergence_chunk(size, rng, report, *, p_values, mean, std, x_beta, beta,
     return dev  # (n_p, n_tau, size)
 
 
-def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_std=5.0,
+def path_convergence(p_values, n_realizations=1000, *, target_mean=0.0, target_std=5.0,
                      beta=10.0, n_steps=100, x_beta=1.0, taus=(0.0, 1.0, 5.0),
                      n_features=1, variance_correction=False, batch_size=250,
                      n_jobs=None, random_state=None):
@@ -518,7 +511,7 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
     ----------
     p_values : sequence of int
         Numbers of patterns p (nested sets).
-    n_realisations : int, default=1000
+    n_realizations : int, default=1000
         Independent (patterns, noise) realisations.
     target_mean : float, default=0.0
         Mean mu_T of the target (every coordinate).
@@ -550,26 +543,25 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
         ``p_values`` (n_p,), ``taus`` (n_tau,), ``median`` and ``msd`` (n_p,
         n_tau): median of ``|x_p - x_inf|`` and its mean square over realisations,
         ``scaled_median`` = sqrt(p) * median and ``scaled_msd`` = p * msd, and
-        ``deviations`` (n_p, n_tau, n_realisations).
+        ``deviations`` (n_p, n_tau, n_realizations).
 
     Notes
     -----
     With the defaults (the paper's 1-D setting, arXiv:2606.12161) the scaled
-    median at tau = 0 is flat near 5.6 while the scaled mean square keeps
-    growing with p: the paths converge in probability on the 1/sqrt(p) scale,
-    not in mean square.  The 1/sqrt(p) collapse holds roughly at d = 2 and
-    fades by d = 5 for p <= 1000.  Measured here (1000 realisations,
-    x_beta = 1 in every coordinate, tau = 0), the median deviation shrinks
-    per tenfold p by 3.15 and 3.03 in 1-D (sqrt(10) = 3.16), by 2.52 and
-    2.91 at d = 2, and only by 1.57 and 1.60 at d = 5 (p = 10 -> 100 -> 1000).
+    median at tau = 0 is flat while the scaled mean square keeps growing with
+    p: the paths converge in probability on the 1/sqrt(p) scale, not in mean
+    square.  The collapse holds roughly at d = 2 and fades by d = 5 for
+    p <= 1000.  Reference values and this project's measurements:
+    :ref:`design-path`.
 
     The p = infinity path is the dt path: without ``variance_correction`` its
-    endpoint std is 4.8978 rather than 5 at dtau = 0.1, exactly 5 with it.
+    endpoint std is below the target's at finite dtau, exactly the target's
+    with it.
 
     Examples
     --------
     >>> from sklearn_diffsample.path_extrapolation import path_convergence
-    >>> res = path_convergence([10, 40], n_realisations=20, n_steps=20,
+    >>> res = path_convergence([10, 40], n_realizations=20, n_steps=20,
     ...                        taus=[0.0], random_state=0)
     >>> res.scaled_median.shape
     (2, 1)
@@ -577,8 +569,8 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
     p_values = np.asarray(p_values, dtype=np.int64).reshape(-1)
     if p_values.size == 0 or np.any(p_values < 1):
         raise ValueError(f"p_values must be positive integers, got {p_values.tolist()}.")
-    if int(n_realisations) < 1 or int(n_steps) < 1 or int(n_features) < 1:
-        raise ValueError("n_realisations, n_steps and n_features must be >= 1.")
+    if int(n_realizations) < 1 or int(n_steps) < 1 or int(n_features) < 1:
+        raise ValueError("n_realizations, n_steps and n_features must be >= 1.")
     if not (beta > 0 and target_std > 0):
         raise ValueError("beta and target_std must be > 0.")
     record = _check_grid_taus(taus, beta, n_steps)
@@ -588,7 +580,7 @@ def path_convergence(p_values, n_realisations=1000, *, target_mean=0.0, target_s
         _convergence_chunk, p_values=[int(p) for p in p_values], mean=float(target_mean),
         std=float(target_std), x_beta=x_beta, beta=float(beta), n_steps=int(n_steps),
         record=record, variance_correction=bool(variance_correction))
-    parts = run_chunks(func, chunk_sizes(int(n_realisations), batch_size),
+    parts = run_chunks(func, chunk_sizes(int(n_realizations), batch_size),
                        seed_sequence(random_state), n_jobs=n_jobs,
                        steps_per_chunk=int(n_steps), desc="paths")
     dev = np.concatenate(parts, axis=2)
