@@ -15,6 +15,7 @@ data's units; results are reported in data units.
 """
 
 import warnings
+from dataclasses import dataclass
 from functools import partial
 from numbers import Integral, Real
 
@@ -65,6 +66,51 @@ def _guarantee_margin(alphas, sigmas, eta, guidance_scale):
     if steps.size == 0 or guidance_scale <= 1.0:
         return 0.0
     return (guidance_scale - 1.0) * eta**2 * float(np.mean(steps))
+
+
+@dataclass
+class ReverseDiffusion:
+    """The reverse process on the fitted grid, internal coordinates: what a chunk needs.
+
+    ``step`` takes grid step k (t_k -> t_{k+1}) with the integrator that
+    ``eta`` names; ``output`` is x/alpha at the last time, or the denoiser's
+    output there with ``final_denoise``.  Picklable, for process workers.
+    """
+
+    score_model: object
+    alphas: np.ndarray
+    sigmas: np.ndarray
+    eta: float
+    final_denoise: bool
+    n_features: int
+
+    def denoised(self, x, codes, w, alpha, sigma):
+        return guided_combination(self.score_model.denoise, x, codes, w, alpha, sigma)
+
+    def step(self, k, x, codes, w, rng):
+        a_s, s_s, a_t, s_t = self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]
+        denoised = self.denoised(x, codes, w, a_s, s_s)
+        if self.eta == 0.0:
+            return ddim_step(x, denoised, a_s, s_s, a_t, s_t)
+        z = rng.standard_normal(x.shape)
+        if self.eta == 1.0:
+            return ddpm_step(x, denoised, a_s, s_s, a_t, s_t, z)
+        return eta_step(x, denoised, a_s, s_s, a_t, s_t, self.eta, z)
+
+    def output(self, x, codes, w):
+        if self.final_denoise:
+            return self.denoised(x, codes, w, self.alphas[-1], self.sigmas[-1])
+        return x / self.alphas[-1]
+
+    def chunk(self, rows, rng, report, codes, w):
+        """The samples of one chunk; ``rows`` is its slice of the request, so
+        that per-row labels follow the chunk."""
+        codes = None if codes is None else codes[rows]
+        x = rng.standard_normal((rows.stop - rows.start, self.n_features))
+        for k in range(len(self.alphas) - 1):
+            x = self.step(k, x, codes, w, rng)
+            report(1)
+        return self.output(x, codes, w)
 
 
 class GuidedDiffusionSampler(BaseDiffusionDensity):
@@ -277,35 +323,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         return self
 
     # --------------------------------------------------------------- sampling
-    def _denoised(self, x, codes, w, alpha, sigma):
-        return guided_combination(self.score_model_.denoise, x, codes, w, alpha, sigma)
-
-    def _step(self, k, x, codes, w, rng):
-        """Step k of the grid, t_k -> t_{k+1}, in internal coordinates."""
-        a_s, s_s = self.alphas_[k], self.sigmas_[k]
-        a_t, s_t = self.alphas_[k + 1], self.sigmas_[k + 1]
-        denoised = self._denoised(x, codes, w, a_s, s_s)
-        eta = float(self.eta)
-        if eta == 0.0:
-            return ddim_step(x, denoised, a_s, s_s, a_t, s_t)
-        z = rng.standard_normal(x.shape)
-        if eta == 1.0:
-            return ddpm_step(x, denoised, a_s, s_s, a_t, s_t, z)
-        return eta_step(x, denoised, a_s, s_s, a_t, s_t, eta, z)
-
-    def _output(self, x, codes, w):
-        if self.final_denoise:
-            return self._denoised(x, codes, w, self.alphas_[-1], self.sigmas_[-1])
-        return x / self.alphas_[-1]
-
-    def _sample_chunk(self, rows, rng, report, codes, w):
-        # ``rows`` is the chunk's slice of the request: labels follow the chunk.
-        codes = None if codes is None else codes[rows]
-        x = rng.standard_normal((rows.stop - rows.start, self.n_features_in_))
-        for k in range(self.n_steps_):
-            x = self._step(k, x, codes, w, rng)
-            report(1)
-        return self._output(x, codes, w)
+    def _dynamics(self):
+        return ReverseDiffusion(self.score_model_, self.alphas_, self.sigmas_, float(self.eta),
+                                bool(self.final_denoise), self.n_features_in_)
 
     def sample(self, n_samples=1, random_state=None, *, y=None, guidance_scale=None):
         """Draw samples, optionally class-conditional with guidance.
@@ -340,7 +360,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
 
     def _draw(self, n_samples, seed, codes, w):
         chunks = chunk_slices(n_samples, self.batch_size)
-        parts = run_chunks(partial(self._sample_chunk, codes=codes, w=w), chunks, seed,
+        parts = run_chunks(partial(self._dynamics().chunk, codes=codes, w=w), chunks, seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps_, desc="guided sampling")
         return self.location_ + self.data_scale_ * np.vstack(parts)

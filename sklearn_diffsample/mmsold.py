@@ -275,6 +275,47 @@ def _check_spread(spread):
         )
 
 
+def _n_importance_draws(n_patterns):
+    """Most draws for log Z: _IS_DRAWS, fewer where each energy costs many pattern sums."""
+    n = int(np.clip(_IS_WORK / (_SCORE_DRAWS * n_patterns), _IS_MIN_DRAWS, _IS_DRAWS))
+    return 10 * (n // 10)
+
+
+def _calibrate(est, swarm_seed, draw_seed):
+    """The limit law's fixed smoothing draws, multipliers and log Z, set on ``est``."""
+    d = est.n_features_in_
+    rng = np.random.default_rng(draw_seed)
+    half = rng.standard_normal((_SCORE_DRAWS // 2, d))
+    est.score_noise_ = np.concatenate([half, -half])
+    if est.smoothing_ == 0:
+        est.tilt_linear_, est.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
+        est.log_normalizer_, est.calibration_ess_ = 0.0, 1.0
+        return
+    ((stein, particles),) = run_chunks(
+        partial(_calibration_swarm, dynamics=est._dynamics()), [est.calibration_size_],
+        swarm_seed, n_jobs=1, verbose=est.verbose, steps_per_chunk=est.n_steps,
+        desc="calibrating")
+    est.tilt_linear_, est.tilt_quadratic_ = stein.multipliers(est.swarm_scale_ @ est.swarm_scale_)
+    # The final calibration particles stand in for the patterns of the
+    # design's defensive mixture: rho (smoothed by sigma) has mass between
+    # patterns that pi_delta lacks; the KDE is widened where the particles
+    # are sparser than delta (beyond 2-D) so that it has no holes.
+    b = max(est.bandwidth_, _median_nn_distance(particles, rng))
+    log_z, ess = importance_log_normalizer(
+        est._tilted_energy, DefensiveProposal(particles, b, est.target_mean_, est.swarm_scale_),
+        _n_importance_draws(est.posterior_.n_patterns), rng, rows=est._score_rows)
+    # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
+    est.log_normalizer_ = log_z - float(est.tilt_linear_ @ est.target_mean_)
+    est.calibration_ess_ = ess
+    if ess < _POOR_ESS:
+        warnings.warn(
+            f"The importance sampler of log Z has an effective sample size of only "
+            f"{100 * ess:.1f}%: score_samples may be off by a constant. Lower "
+            "smoothing, or reduce the dimension (e.g. PCA) before fitting.",
+            UserWarning,
+        )
+
+
 # -------------------------------------------------------------- estimator
 class MMSOLDSampler(BaseDiffusionDensity):
     """Moment-matched score-smoothed Langevin sampler (MM-SOLD).
@@ -517,7 +558,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self.target_covariance_ = T_inv @ Sigma @ T_inv
         self.posterior_ = posterior
         self.swarm_scale_ = A
-        self._calibrate(seeds[2], seeds[3])
+        _calibrate(self, seeds[2], seeds[3])
         return self
 
     def _knn(self):
@@ -536,39 +577,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         )
 
     # -------------------------------------------------------- calibration
-    def _calibrate(self, swarm_seed, draw_seed):
-        d = self.n_features_in_
-        rng = np.random.default_rng(draw_seed)
-        half = rng.standard_normal((_SCORE_DRAWS // 2, d))
-        self.score_noise_ = np.concatenate([half, -half])
-        if self.smoothing_ == 0:
-            self.tilt_linear_, self.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
-            self.log_normalizer_, self.calibration_ess_ = 0.0, 1.0
-            return
-        ((stein, particles),) = run_chunks(
-            partial(_calibration_swarm, dynamics=self._dynamics()), [self.calibration_size_],
-            swarm_seed, n_jobs=1, verbose=self.verbose, steps_per_chunk=self.n_steps,
-            desc="calibrating")
-        self.tilt_linear_, self.tilt_quadratic_ = stein.multipliers(self.swarm_scale_ @ self.swarm_scale_)
-        # The final calibration particles stand in for the patterns of the
-        # design's defensive mixture: rho (smoothed by sigma) has mass between
-        # patterns that pi_delta lacks; the KDE is widened where the particles
-        # are sparser than delta (beyond 2-D) so that it has no holes.
-        b = max(self.bandwidth_, _median_nn_distance(particles, rng))
-        log_z, ess = importance_log_normalizer(
-            self._tilted_energy, DefensiveProposal(particles, b, self.target_mean_, self.swarm_scale_),
-            self._n_importance_draws(), rng, rows=self._score_rows)
-        # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
-        self.log_normalizer_ = log_z - float(self.tilt_linear_ @ self.target_mean_)
-        self.calibration_ess_ = ess
-        if ess < _POOR_ESS:
-            warnings.warn(
-                f"The importance sampler of log Z has an effective sample size of only "
-                f"{100 * ess:.1f}%: score_samples may be off by a constant. Lower "
-                "smoothing, or reduce the dimension (e.g. PCA) before fitting.",
-                UserWarning,
-            )
-
     def _tilted_energy(self, Z):
         """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2 (working coordinates)."""
         knn = self._knn()
@@ -578,12 +586,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         R = Z - self.target_mean_
         return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
             "nd,de,ne->n", R, self.tilt_quadratic_, R)
-
-    def _n_importance_draws(self):
-        """Most draws for log Z: _IS_DRAWS, fewer where each energy costs many pattern sums."""
-        work = _SCORE_DRAWS * self.posterior_.n_patterns
-        n = int(np.clip(_IS_WORK / work, _IS_MIN_DRAWS, _IS_DRAWS))
-        return 10 * (n // 10)
 
     # ------------------------------------------------------------ scoring
     def _to_working(self, X):

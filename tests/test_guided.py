@@ -134,15 +134,15 @@ def _affine_map(func, d):
 
 def _propagated_law(est, codes, w):
     """Mean and covariance of the output, by composing the sampler's own steps."""
-    d = est.n_features_in_
+    d, dyn = est.n_features_in_, est._dynamics()
     mean, cov = np.zeros(d), np.eye(d)
     labels = None if codes is None else np.full(d + 1, codes)
     for k in range(est.n_steps_):
-        A, b = _affine_map(lambda x: est._step(k, x, labels, w, _ConstantNormal(0.0)), d)
-        noise = est._step(k, np.zeros((d + 1, d)), labels, w, _ConstantNormal(1.0))[0] - b
+        A, b = _affine_map(lambda x: dyn.step(k, x, labels, w, _ConstantNormal(0.0)), d)
+        noise = dyn.step(k, np.zeros((d + 1, d)), labels, w, _ConstantNormal(1.0))[0] - b
         np.testing.assert_allclose(noise, noise[0])  # isotropic fresh noise
         mean, cov = A @ mean + b, A @ cov @ A.T + noise[0] ** 2 * np.eye(d)
-    A, b = _affine_map(lambda x: est._output(x, labels, w), d)
+    A, b = _affine_map(lambda x: dyn.output(x, labels, w), d)
     return A @ mean + b, A @ cov @ A.T
 
 
