@@ -17,6 +17,11 @@ from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+try:  # where recent threadpoolctl keeps its controlling-thread rule
+    from threadpoolctl import OpenBLASController
+except ImportError:  # pragma: no cover - older threadpoolctl
+    OpenBLASController = None
+
 __all__ = [
     "Progress",
     "blas_thread_limit",
@@ -172,6 +177,7 @@ class _BlasLimiter:
                 threadpool_limits(limits=n_threads)
                 self._limit = n_threads
             self._depth += 1
+            _release_openblas()
         try:
             yield
         finally:
@@ -180,6 +186,21 @@ class _BlasLimiter:
                 if self._depth == 0:
                     self._original.restore_original_limits()
                     self._original = self._limit = None
+                    _release_openblas()
+
+
+def _release_openblas():
+    """Let the next thread that changes OpenBLAS's limit do so.
+
+    Recent threadpoolctl lets only one "controlling" thread change
+    OpenBLAS's process-wide pool and silently ignores the others until the
+    controller leaves a ``with threadpool_limits`` block.  Here the first
+    caller in and the last one out may be different threads, and every change
+    happens under the limiter's lock, so control is handed back after each.
+    """
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)  # None-safe
+    if release is not None:
+        release(force=True)
 
 
 _BLAS_LIMITER = _BlasLimiter()

@@ -124,7 +124,35 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-print(json.dumps([before, counts()]))
+after_concurrent = counts()
+
+# The first caller in is still alive when another thread, the last out, leaves.
+from sklearn_diffsample._parallel import blas_thread_limit
+a_in, b_in, a_out, b_out, finish = (threading.Event() for _ in range(5))
+
+def first():
+    with blas_thread_limit(1):
+        a_in.set()
+        b_in.wait()
+    a_out.set()
+    finish.wait()
+
+def last():
+    a_in.wait()
+    with blas_thread_limit(1):
+        b_in.set()
+        a_out.wait()
+    b_out.set()
+
+pair = [threading.Thread(target=first), threading.Thread(target=last)]
+for t in pair:
+    t.start()
+b_out.wait()
+after_handover = counts()
+finish.set()
+for t in pair:
+    t.join()
+print(json.dumps([before, after_concurrent, after_handover]))
 """
 
 
@@ -135,9 +163,10 @@ def test_concurrent_calls_leave_the_blas_thread_counts_as_they_were():
            "MKL_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", _CONCURRENT_CALLS], env=env,
                          capture_output=True, text=True, check=True).stdout
-    before, after = json.loads(out.splitlines()[-1])
+    before, after_concurrent, after_handover = json.loads(out.splitlines()[-1])
     assert any(n > 1 for _, n in before)
-    assert after == before
+    assert after_concurrent == before
+    assert after_handover == before
 
 
 # --------------------------------------------------- fitted state is the law
