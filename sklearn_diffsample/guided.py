@@ -129,10 +129,13 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
 
     Parameters
     ----------
-    bandwidth : float or {"scott", "silverman"}, default="scott"
-        Noise floor h in data units: sampling stops where sigma_t/alpha_t = h.
-        The rules are scale-aware (see ``resolve_bandwidth``); ``fit`` refuses
-        an h outside 1e-100 to 1e6 times the data scale.
+    bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
+        Noise floor h in data units: sampling stops where sigma_t/alpha_t = h,
+        and the output law is the KDE of bandwidth h.  ``"auto"`` maximises
+        the held-out log-likelihood of that KDE (10-fold up to 2000 rows, one
+        1000-row hold-out beyond: about 20 exact engine passes); the rules
+        are scale-aware (see ``resolve_bandwidth``).  ``fit`` refuses an h
+        outside 1e-100 to 1e6 times the data scale.
     schedule : {"cosine", "linear"}, default="cosine"
         Variance-preserving noise schedule.
     n_steps : int or "auto", default=50
@@ -270,7 +273,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     }
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "guidance_scale")
 
-    def __init__(self, *, bandwidth="scott", schedule="cosine", n_steps=50,
+    def __init__(self, *, bandwidth="auto", schedule="cosine", n_steps=50,
                  n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
                  final_denoise=False, score_model="empirical", data_bandwidth=0.0,
                  n_neighbors=None, tol=1e-8, algorithm="auto", batch_size=1024,
@@ -294,10 +297,10 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         X = self._validate_fit_data(X)
         codes, classes = _encode_fit_labels(X, y)
         self.location_, self.data_scale_ = data_location_scale(X)
-        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, X),
-                                                self.data_scale_)
-        self.noise_floor_ = self.bandwidth_ / self.data_scale_
         Z = (X - self.location_) / self.data_scale_
+        self.bandwidth_ = check_bandwidth_range(
+            resolve_bandwidth(self.bandwidth, Z, self.data_scale_), self.data_scale_)
+        self.noise_floor_ = self.bandwidth_ / self.data_scale_
         for name in ("classes_", "posterior_", "mean_", "covariance_",
                      "class_means_", "class_covariances_"):
             self.__dict__.pop(name, None)

@@ -42,8 +42,6 @@ __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 _AUTO_EXACT_MAX_WORK = 100_000
 # The nearest-neighbour rules look at the neighbours of at most this many patterns.
 _NN_RULE_QUERIES = 2000
-# bandwidth="auto" and smoothing="auto": this many median nearest-pattern distances.
-_AUTO_SCALE = 2.0
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
 # Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
@@ -240,14 +238,11 @@ def _swarm_and_draws(d, batch_size, n_smoothing_draws):
     return swarm_size, n_draws
 
 
-def _resolve_scales(W, bandwidth, smoothing, rng):
-    """delta and sigma from numbers, the scale rules or "auto" (2 r_nn)."""
-    rules = (bandwidth == "auto", smoothing == "auto")
-    r_nn = _median_nn_distance(W, rng) if any(rules) else 0.0
-    if any(rules) and not r_nn > 0:
-        r_nn = resolve_bandwidth("scott", W)  # mostly duplicated rows: no spacing
-    delta = _AUTO_SCALE * r_nn if rules[0] else resolve_bandwidth(bandwidth, W)
-    sigma = _AUTO_SCALE * r_nn if rules[1] else float(smoothing)
+def _resolve_scales(W, bandwidth, smoothing, centre, spread):
+    """delta from a number or a rule ("auto": held-out likelihood of pi_delta),
+    and sigma from a number or "auto" (= delta)."""
+    delta = resolve_bandwidth(bandwidth, (W - centre) / spread, spread)
+    sigma = delta if smoothing == "auto" else float(smoothing)
     return float(delta), float(sigma)
 
 
@@ -332,14 +327,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
     Parameters
     ----------
     bandwidth : float, "auto", "scott" or "silverman", default="auto"
-        delta, the KDE bandwidth of the potential.  "auto" is 2 times the
-        median distance r_nn from a pattern to its nearest other pattern (in
-        working coordinates; see Notes for why); the rules are scale-aware
-        (see ``api``).
+        delta, the KDE bandwidth of the potential.  "auto" maximises the
+        held-out log-likelihood of pi_delta (in working coordinates; about
+        20 exact engine passes); the rules are scale-aware (see
+        ``resolve_bandwidth``).
     smoothing : float >= 0 or "auto", default="auto"
-        sigma, the width of the log-domain smoothing.  "auto" is 2 r_nn.
-        0 gives Langevin on pi_delta itself, whose density is then the KDE in
-        closed form.
+        sigma, the width of the log-domain smoothing.  "auto" is delta (see
+        Notes).  0 gives Langevin on pi_delta itself, whose density is then
+        the KDE in closed form.
     n_smoothing_draws : int or "auto", default="auto"
         M, the even number of antithetic perturbations per particle and step
         for the Monte Carlo grad V.  "auto": 8 for d <= 10, else 32.
@@ -364,10 +359,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
         over a time n_steps * h (scaled by Sigma*).
     n_steps : int, default=50
         Langevin steps per swarm, read at each ``sample``; the calibration
-        swarm runs the value set at ``fit``.  With the
-        "auto" scales and step size a particle diffuses about 2 r_nn per step,
-        so 50 steps relax the swarm well past the pattern spacing (on the 2-D
-        targets 20, 30 and 50 steps gave the same SW2 and DCR ratio).
+        swarm runs the value set at ``fit``.  With the "auto" step size a
+        particle diffuses about delta per step, so 50 steps relax the swarm
+        well past the kernel's width.
     whiten : int or None, default=None
         None: raw coordinates.  An int k: partial whitening; covariance
         eigenvalues past the k-th are lifted to the (k+1)-th before the
@@ -463,8 +457,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
     larger swarm cannot remove; log Z uses a pilot of 2000 importance draws
     and more (up to 20000) only until its standard error is below 5e-3.
 
-    Why the "auto" scales are 2 r_nn (r_nn the median nearest-pattern
-    distance), with the measurements behind it: :ref:`design-mmsold`.
+    Why delta is the held-out-likelihood bandwidth and sigma = delta, with
+    the measurements behind it: :ref:`design-mmsold`.
 
     References
     ----------
@@ -534,8 +528,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         _check_spread(spread)
         T = np.eye(d) if self.whiten is None else _partial_whitening(X, self.whiten)
         W = X if self.whiten is None else centre + (X - centre) @ T
-        delta, sigma = _resolve_scales(W, self.bandwidth, self.smoothing,
-                                       np.random.default_rng(seeds[0]))
+        delta, sigma = _resolve_scales(W, self.bandwidth, self.smoothing, centre, spread)
         check_bandwidth_range(delta, spread)
         if sigma > 0:
             check_bandwidth_range(sigma, spread, name="smoothing")
