@@ -43,9 +43,10 @@ _SCORE_ROWS = 1024
 RELATIVE_BANDWIDTH_RANGE = (1e-100, 1e6)
 
 
-def _power_of_two_above(value):
-    """2^e with value < 2^e (1 for 0): dividing by it is exact in float64."""
-    return float(np.ldexp(1.0, int(np.frexp(value)[1]))) if value > 0 else 1.0
+def _power_of_two_below(value):
+    """2^(e-1) <= value < 2^e (1 for 0): dividing by it is exact, and finite
+    even next to the largest float64."""
+    return float(np.ldexp(1.0, int(np.frexp(value)[1]) - 1)) if value > 0 else 1.0
 
 
 def data_location_scale(X, axis=None):
@@ -59,10 +60,10 @@ def data_location_scale(X, axis=None):
     exactly ``X.mean(0)`` and ``X.std(0)``.  A spread of zero is reported as 1.
     """
     X = np.asarray(X, dtype=np.float64)
-    magnitude = _power_of_two_above(float(np.max(np.abs(X)))) if X.size else 1.0
+    magnitude = _power_of_two_below(float(np.max(np.abs(X)))) if X.size else 1.0
     U = X / magnitude
     centre = U.mean(axis=0)
-    spread = _power_of_two_above(float(np.max(np.abs(U - centre)))) if X.size else 1.0
+    spread = _power_of_two_below(float(np.max(np.abs(U - centre)))) if X.size else 1.0
     var = np.var(U / spread, axis=0)
     factor = magnitude * spread
     if axis == 0:

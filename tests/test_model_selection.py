@@ -66,3 +66,24 @@ def test_cross_val_score_tunes_the_mmsold_smoothing(smooth_data):
     np.testing.assert_allclose(plain, kde_scores, rtol=1e-10)
     smoothed = cross_val_score(est.set_params(smoothing=0.2), smooth_data, cv=_folds())
     assert np.all(np.isfinite(smoothed)) and not np.allclose(smoothed, plain)
+
+
+@pytest.mark.parametrize("method", ["guided", "mmsold", "path"])
+def test_the_cli_grid_picks_the_same_index_at_any_data_scale(method, smooth_data):
+    # The --cv grid is built in each estimator's bandwidth units, so that a
+    # change of units of the data cannot move the choice along the grid.
+    from sklearn_diffsample.__main__ import METHODS, bandwidth_grid, _estimator_class
+
+    fast = {"guided": dict(n_steps=3), "mmsold": dict(smoothing=0.0, n_steps=3),
+            "path": dict(n_steps=8, n_splits=1, n_reference_samples=100, random_state=0)}
+    chosen = []
+    for factor in (1.0, 100.0):
+        X = smooth_data * factor
+        grid = bandwidth_grid(X, method)
+        search = GridSearchCV(_estimator_class(method)(**fast[method]), {"bandwidth": grid},
+                              cv=_folds()).fit(X)
+        chosen.append(int(np.argmax(search.cv_results_["mean_test_score"])))
+    assert set(METHODS) == {"guided", "mmsold", "path"}
+    assert chosen[0] == chosen[1]
+    # ...and the grid is not degenerate: the choice is inside it.
+    assert 0 < chosen[0] < len(grid) - 1
