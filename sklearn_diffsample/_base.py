@@ -247,9 +247,10 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         """Fitted, parameters valid, and none that shapes the law changed since fit."""
         check_is_fitted(self)
         self._validate_params()
-        fitted = self._fit_params_hash
+        # An estimator unpickled from a version without the record is trusted.
+        fitted = getattr(self, "_fit_params_hash", None) or {}
         changed = sorted(name for name, value in self._law_params_hash().items()
-                         if fitted.get(name) != value)
+                         if fitted and fitted.get(name) != value)
         if changed:
             raise ValueError(
                 f"{', '.join(changed)} changed since this {type(self).__name__} was "
@@ -317,7 +318,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         ----------
         n_samples : int, default=1
             Number of samples; 0 returns an empty (0, n_features) array.
-        random_state : int, RandomState, Generator or None, default=None
+        random_state : int, RandomState, Generator, SeedSequence or None, default=None
             None draws fresh entropy; anything else makes the call
             reproducible for any ``n_jobs`` and joblib backend.
 
@@ -325,14 +326,18 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         -------
         X : ndarray of shape (n_samples, n_features)
         """
-        return self._checked_draw(self._sample, n_samples, random_state)
+        n_samples, seed = self._start_draw(n_samples, random_state)
+        return self._run_draw(self._sample, n_samples, seed)
 
-    def _checked_draw(self, draw, n_samples, random_state):
-        """``draw(n_samples, seed)`` after every check that can fail up front."""
+    def _start_draw(self, n_samples, random_state):
+        """Checked ``n_samples`` and the root seed, after every check that can fail up front."""
         n_samples = check_n_samples(n_samples)
         self._check_call()
         check_output_memory(n_samples, self.n_features_in_)
-        seed = seed_sequence(random_state)
+        return n_samples, seed_sequence(random_state)
+
+    def _run_draw(self, draw, n_samples, seed):
+        """``draw(n_samples, seed)`` as float64; an empty request draws nothing."""
         if n_samples == 0:
             return np.empty((0, self.n_features_in_))
         return np.asarray(draw(n_samples, seed), dtype=np.float64)

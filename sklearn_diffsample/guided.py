@@ -28,7 +28,6 @@ from sklearn.utils.validation import check_consistent_length
 from ._base import (
     BaseDiffusionDensity,
     check_bandwidth_range,
-    check_n_samples,
     data_location_scale,
     index_seed,
     resolve_bandwidth,
@@ -351,15 +350,13 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         -------
         X : ndarray of shape (n_samples, n_features)
         """
-        n_samples = check_n_samples(n_samples)
-        self._check_call()
+        n_samples, seed = self._start_draw(n_samples, random_state)
         w = _check_guidance(self.guidance_scale if guidance_scale is None
                             else guidance_scale)
         codes = None if y is None else encode_labels(self, y, n_samples)
         if codes is not None and n_samples:
             _warn_outside_guarantee(self, w)
-        return self._checked_draw(partial(self._draw, codes=codes, w=w), n_samples,
-                                  random_state)
+        return self._run_draw(partial(self._draw, codes=codes, w=w), n_samples, seed)
 
     def _draw(self, n_samples, seed, codes, w):
         chunks = chunk_slices(n_samples, self.batch_size)

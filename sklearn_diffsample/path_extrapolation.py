@@ -366,7 +366,8 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
             ``sample`` minus its smoothing: with ``extrapolation="exact"``
             every row is a training row, bit for bit.
         """
-        return self._checked_draw(partial(self._draw, smooth=False), n_samples, random_state)
+        n_samples, seed = self._start_draw(n_samples, random_state)
+        return self._run_draw(partial(self._draw, smooth=False), n_samples, seed)
 
     def _draw(self, n_samples, seed, *, smooth):
         parts = run_chunks(partial(self._draw_chunk, smooth=smooth),
