@@ -20,6 +20,7 @@ Three ways to get them:
 """
 
 import copy
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,15 +269,18 @@ class PatternPosterior:
         self.algorithm = algorithm
         self.random_state = random_state
         self._children = {}
+        self._group_lock = threading.Lock()
         self.index = None
         if algorithm is not None:
             self.index = PatternIndex(algorithm, random_state).fit(self._x)
 
     def __getstate__(self):
-        # Pickles hold the patterns once: the index shares them and the group
-        # children are subsets of them; both are rebuilt on unpickling.
+        # Pickles hold the patterns once: the index shares them, and the group
+        # children are subsets of them, rebuilt when first asked for (a process
+        # worker that samples one class builds that class's index only).
         state = self.__dict__.copy()
-        state["_children"] = list(self._children)
+        state["_children"] = {}
+        del state["_group_lock"]
         if self.index is not None:
             index = copy.copy(self.index)
             index.patterns_ = None
@@ -284,13 +288,10 @@ class PatternPosterior:
         return state
 
     def __setstate__(self, state):
-        labels = state.pop("_children")
         self.__dict__.update(state)
+        self._group_lock = threading.Lock()
         if self.index is not None:
             self.index.patterns_ = self._x
-        self._children = {}
-        for label in labels:
-            self.group(label)
 
     @property
     def patterns(self):
@@ -314,16 +315,17 @@ class PatternPosterior:
         """The posterior restricted to the patterns of group ``label`` (cached)."""
         if self.groups is None:
             raise ValueError("This posterior was built without groups.")
-        if label not in self._children:
-            mask = self.groups == label
-            if not np.any(mask):
-                raise ValueError(f"No pattern has group label {label!r}.")
-            self._children[label] = PatternPosterior(
-                self.take(mask),
-                log_weights=None if self._log_w is None else self._log_w[mask],
-                algorithm=self.algorithm,
-                random_state=self.random_state,
-            )
+        with self._group_lock:  # sampling threads may ask for a group at once
+            if label not in self._children:
+                mask = self.groups == label
+                if not np.any(mask):
+                    raise ValueError(f"No pattern has group label {label!r}.")
+                self._children[label] = PatternPosterior(
+                    self.take(mask),
+                    log_weights=None if self._log_w is None else self._log_w[mask],
+                    algorithm=self.algorithm,
+                    random_state=self.random_state,
+                )
         return self._children[label]
 
     def log_density(self, queries, s2, **kwargs):

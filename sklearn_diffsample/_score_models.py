@@ -38,7 +38,7 @@ class EmpiricalScore:
         self.data_variance = float(data_variance)
         self.n_neighbors = n_neighbors
         self.tol = tol
-        # Children are built here, once, not concurrently by sampling threads.
+        # Each class's engine (and index) is built at fit, not on the first sample.
         for code in () if codes is None else np.unique(codes):
             self.posterior.group(int(code))
 
