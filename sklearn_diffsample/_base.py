@@ -20,6 +20,13 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._bandwidth import heldout_bandwidth
+from ._conditional import (
+    encode_fit_labels,
+    encode_labels,
+    fit_class_models,
+    sample_by_class,
+    score_by_class,
+)
 from ._neighbors import ALGORITHMS
 from ._parallel import blas_thread_limit, blas_threads_per_worker, seed_sequence
 
@@ -208,6 +215,9 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
     # Read at each call, so free to change between fit and sample; the seed
     # of fit has done its work once the fit is stored.
     _call_time_params = ("batch_size", "n_jobs", "verbose", "random_state")
+    # fit(X, y) adds one model per class (class_models_) to the model of all
+    # rows, for estimators without a class mechanism of their own.
+    _per_class_models = False
 
     def __init__(self, *, bandwidth, algorithm, batch_size, n_jobs, random_state, verbose):
         self.bandwidth = bandwidth
@@ -225,8 +235,8 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training patterns.
-        y : None
-            Ignored unless the estimator is class-conditional.
+        y : array-like of shape (n_samples,), default=None
+            Class labels, for class-conditional sampling and scoring.
 
         Returns
         -------
@@ -234,9 +244,22 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
             The fitted estimator.
         """
         with restored_on_failure(self):
-            self._fit(X, y)
+            if not self._per_class_models:
+                self._fit(X, y)
+            else:
+                self._fit(X, None)
+                self._fit_class_models(X, y)
             self._fit_params_hash = self._law_params_hash()
         return self
+
+    def _fit_class_models(self, X, y):
+        for name in ("classes_", "class_models_"):
+            self.__dict__.pop(name, None)
+        X = self._validate_fit_data(X, reset=False)
+        codes, classes = encode_fit_labels(X, y)
+        if classes is not None:
+            self.classes_ = classes
+            self.class_models_ = fit_class_models(self, X, codes)
 
     def _law_params_hash(self):
         params = self.get_params(deep=False)
@@ -268,18 +291,23 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X.astype(np.float64, copy=False)
 
-    def score_samples(self, X):
+    def score_samples(self, X, y=None):
         """Normalised log-density of the model at each row of X.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        y : label or array-like of shape (n_samples,), default=None
+            The class-conditional density of that class (each row's class),
+            for an estimator fitted with labels.
 
         Returns
         -------
         log_density : ndarray of shape (n_samples,)
         """
         X = self._validate_query(X)
+        if y is not None:
+            return score_by_class(self.class_models_, X, encode_labels(self, y, X.shape[0]))
         return self._score_rows(self._score_samples, X)
 
     def _score_rows(self, func, X, *args):
@@ -301,17 +329,19 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,), default=None
+            Class labels: the class-conditional likelihood when the estimator
+            was fitted with labels; ignored otherwise.
 
         Returns
         -------
         logprob : float
-            ``sum(score_samples(X))``, what model selection maximises.
+            ``sum(score_samples(X, y))``, what model selection maximises.
         """
-        return float(np.sum(self.score_samples(X)))
+        conditional = y is not None and hasattr(self, "classes_")
+        return float(np.sum(self.score_samples(X, y) if conditional else self.score_samples(X)))
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, y=None):
         """Draw samples from the model.
 
         Parameters
@@ -321,12 +351,18 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         random_state : int, RandomState, Generator, SeedSequence or None, default=None
             None draws fresh entropy; anything else makes the call
             reproducible for any ``n_jobs`` and joblib backend.
+        y : label or array-like of shape (n_samples,), default=None
+            Class-conditional samples of that class (each row's class), for
+            an estimator fitted with labels.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
         """
         n_samples, seed = self._start_draw(n_samples, random_state)
+        if y is not None:
+            codes = encode_labels(self, y, n_samples)
+            return sample_by_class(self.class_models_, codes, seed, self.n_features_in_)
         return self._run_draw(self._sample, n_samples, seed)
 
     def _start_draw(self, n_samples, random_state):

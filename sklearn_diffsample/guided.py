@@ -20,10 +20,7 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils import column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_consistent_length
 
 from ._base import (
     BaseDiffusionDensity,
@@ -32,6 +29,7 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
+from ._conditional import encode_fit_labels, encode_labels
 from ._likelihood import probability_flow_log_density
 from ._parallel import chunk_slices, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
@@ -39,7 +37,7 @@ from ._score_models import SCORE_MODELS, EmpiricalScore, GaussianScore, guided_c
 from ._solvers import ddim_step, ddpm_step, eta_step
 from .gaussian import plan_n_steps
 
-__all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step", "encode_labels"]
+__all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step"]
 
 SCORE_METHODS = ("closed_form", "ode")
 _AUTO_MAX_STEPS = 1000
@@ -294,7 +292,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y):
         X = self._validate_fit_data(X)
-        codes, classes = _encode_fit_labels(X, y)
+        codes, classes = encode_fit_labels(X, y)
         self.location_, self.data_scale_ = data_location_scale(X)
         Z = (X - self.location_) / self.data_scale_
         self.bandwidth_ = check_bandwidth_range(
@@ -399,20 +397,6 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             out[rows] = self._score_rows(func, X[rows], int(code))
         return out
 
-    def score(self, X, y=None):
-        """Total log-likelihood of X (class-conditional when ``y`` is given).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : label or array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        logprob : float
-        """
-        return float(np.sum(self.score_samples(X, y)))
-
     def _log_density(self, X, label):
         Z = (X - self.location_) / self.data_scale_
         return (self.score_model_.log_density(Z, self.noise_floor_**2, label)
@@ -468,32 +452,6 @@ def _warn_outside_guarantee(est, w):
             "smaller guidance_scale.", UserWarning, stacklevel=4)
 
 
-def encode_labels(estimator, values, n_rows):
-    """Class codes of ``values`` (one label, or one label per row) for a fitted estimator."""
-    if not hasattr(estimator, "classes_"):
-        raise ValueError(
-            f"y was given, but this {type(estimator).__name__} was fitted without "
-            "class labels; call fit(X, y) with labels to condition on classes."
-        )
-    values = np.asarray(values)
-    if values.ndim == 0:
-        values = np.full(n_rows, values.item(), dtype=object)
-    elif values.ndim != 1 or values.shape[0] != n_rows:
-        raise ValueError(
-            f"y must be one class label or an array of {n_rows} labels, got "
-            f"shape {values.shape}."
-        )
-    known = {label: code for code, label in enumerate(estimator.classes_.tolist())}
-    uniques, inverse = np.unique(values.astype(object), return_inverse=True)
-    unknown = [u for u in uniques.tolist() if u not in known]
-    if unknown:
-        raise ValueError(
-            f"Unknown class label(s) {unknown}; the known classes are "
-            f"{estimator.classes_.tolist()}."
-        )
-    return np.array([known[u] for u in uniques.tolist()], dtype=np.intp)[inverse]
-
-
 def _check_guidance(w):
     if isinstance(w, (bool, np.bool_)) or not isinstance(w, Real) or not np.isfinite(w):
         raise ValueError(f"guidance_scale must be a finite number >= 0, got {w!r}.")
@@ -503,19 +461,3 @@ def _check_guidance(w):
             f"extrapolated guidance), got {w!r}."
         )
     return float(w)
-
-
-def _encode_fit_labels(X, y):
-    """Class codes and classes of fit's ``y``; continuous targets are refused."""
-    if y is None:
-        return None, None
-    y = column_or_1d(y, warn=True)
-    check_consistent_length(X, y)
-    kind = type_of_target(y, raise_unknown=True)
-    if kind not in ("binary", "multiclass"):
-        raise ValueError(
-            f"y must hold class labels (a binary or multiclass target) to condition "
-            f"on, got a {kind!r} target. Fit without y, or bin it into classes first."
-        )
-    classes, codes = np.unique(y, return_inverse=True)
-    return codes.reshape(-1), classes

@@ -172,10 +172,11 @@ class _Dynamics:
             report(1)
         return to_swarm(Y, mu, A)
 
-    def independent(self, size, rng, report):
-        """Uncoupled particles on the tilted energy, preconditioned by Sigma*."""
+    def independent(self, size, rng, report, tilted=True):
+        """Uncoupled particles on the tilted energy (on V alone: plain SOLD),
+        preconditioned by Sigma*."""
         mu, A, h = self.mu, self.A, self.h
-        lam, Lam = self.tilt
+        lam, Lam = self.tilt if tilted else (0.0, np.zeros((len(mu), len(mu))))
         Sigma = A @ A
         Z = self.draw_kde(size, rng)
         lm = self.integrator == "lm"
@@ -367,22 +368,26 @@ class MMSOLDSampler(BaseDiffusionDensity):
         eigenvalues past the k-th are lifted to the (k+1)-th before the
         dynamics, and samples are mapped back.  delta and sigma then live in
         the whitened coordinates.
-    interaction : {"swarm", "independent"}, default="swarm"
-        Read at each ``sample``.  "swarm": moment-matched interacting swarms.  "independent":
-        uncoupled particles on the calibrated tilted energy
-        V + lambda^T z + (z - mu*)^T Lambda (z - mu*)/2 (the kinetic-Langevin
-        baseline's law, without coupling; any chunk size is valid).
+    interaction : {"swarm", "independent", "sold"}, default="swarm"
+        Read at each ``sample``.  "swarm": moment-matched interacting swarms.
+        "independent": uncoupled particles on the calibrated tilted energy
+        V + lambda^T z + (z - mu*)^T Lambda (z - mu*)/2 (the swarm's
+        one-particle limit law, without coupling).  "sold": plain
+        score-smoothed Langevin particles on V alone, without moment matching
+        (the paper's SOLD baseline; their law exp(-V) is not the one
+        ``score_samples`` describes).
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
         Neighbour index of the "knn" estimator.
     batch_size : int or None, default=None
         Particles per swarm; every chunk is one swarm with exact moments.
-        None: max(5 (d + 1), 500).  Must be >= d + 1.  It is also the minimum
-        swarm size: a remainder smaller than it joins the last swarm, and
-        ``sample(n)`` with n < batch_size runs one full swarm and returns n of
-        its particles (a subset, whose moments are not the target's).
+        None: max(5 (d + 1), 500).  Must be >= d + 1.  A remainder smaller
+        than it joins the last swarm; ``sample(n)`` with d + 1 <= n <
+        batch_size runs one swarm of n particles, so every request of at
+        least d + 1 rows has the target's moments exactly (fewer rows are part
+        of a (d + 1)-swarm).
     n_jobs : int or None, default=None
         joblib workers over swarms and scoring rows.
-    random_state : int, RandomState instance or None, default=None
+    random_state : int, RandomState, Generator or None, default=None
         Fit-time randomness: bandwidth rule subsample, index, calibration
         swarm, fixed smoothing draws of ``score_samples``, importance draws.
     verbose : int, default=0
@@ -430,6 +435,12 @@ class MMSOLDSampler(BaseDiffusionDensity):
     score_noise_ : ndarray of shape (32, n_features)
         The fixed antithetic standard normal draws that define V in
         ``score_samples`` (common random numbers).
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen by ``fit(X, y)``; absent after an unlabelled fit.
+    class_models_ : list of MMSOLDSampler
+        One sampler per class, fitted on that class's rows with these
+        parameters (its own bandwidth, swarm moments, tilt and log Z):
+        ``sample(n, y=label)`` and ``score_samples(X, y=label)`` use them.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -492,13 +503,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
         "step_size": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "whiten": [Interval(Integral, 0, None, closed="left"), None],
-        "interaction": [StrOptions({"swarm", "independent"})],
+        "interaction": [StrOptions({"swarm", "independent", "sold"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
     # Other runs of the calibrated dynamics (longer, uncoupled, another
     # integrator) need no new fit; they are read at each sample.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "n_steps",
                          "interaction", "integrator")
+    _per_class_models = True
 
     def __init__(self, *, bandwidth="auto", smoothing="auto", n_smoothing_draws="auto",
                  score_estimator="auto", n_neighbors=50, n_remainder=50, integrator="lm",
@@ -605,13 +617,16 @@ class MMSOLDSampler(BaseDiffusionDensity):
     # ----------------------------------------------------------- sampling
     def _sample(self, n_samples, seed):
         dyn = self._dynamics()
-        if self.interaction == "independent":
+        if self.interaction != "swarm":
             sizes = chunk_sizes(n_samples, self.swarm_size_)
-            func = dyn.independent
+            func = partial(dyn.independent, tilted=self.interaction == "independent")
         else:
-            # Every chunk is a full swarm; a small request takes part of one.
-            sizes = chunk_sizes(max(n_samples, self.swarm_size_), self.swarm_size_,
-                                min_size=self.swarm_size_)
+            # Every chunk is a swarm with exact moments: full swarms, the
+            # remainder folded in, or one swarm of the requested size (at least
+            # d + 1 particles; a smaller request takes part of a (d + 1)-swarm).
+            smallest = self.n_features_in_ + 1
+            sizes = (chunk_sizes(n_samples, self.swarm_size_, min_size=self.swarm_size_)
+                     if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
         parts = run_chunks(func, sizes, seed, n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps)

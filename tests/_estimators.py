@@ -21,6 +21,9 @@ FACTORIES = {
     "mmsold-smoothed": lambda: MMSOLDSampler(n_steps=5, batch_size=30, random_state=0),
     "mmsold-independent": lambda: MMSOLDSampler(n_steps=5, batch_size=30,
                                                 interaction="independent", random_state=0),
+    "mmsold-labelled": lambda: MMSOLDSampler(n_steps=5, batch_size=30, random_state=0),
+    "mmsold-sold": lambda: MMSOLDSampler(n_steps=5, batch_size=30, interaction="sold",
+                                         random_state=0),
     "path": lambda: PathExtrapolationDensity(n_steps=10, n_splits=2, n_reference_samples=150,
                                              batch_size=64, random_state=0),
     "path-exact": lambda: PathExtrapolationDensity(extrapolation="exact", n_steps=10,
@@ -30,7 +33,7 @@ FACTORIES = {
                                               GuidedDiffusionSampler(n_steps=5, batch_size=16)),
 }
 # Fitted with class labels, sampled and scored per class with guidance.
-LABELLED = ("guided-labelled",)
+LABELLED = ("guided-labelled", "mmsold-labelled")
 # The estimators whose density is a KDE of the patterns at the bandwidth
 # (MM-SOLD at smoothing 0), so that held-out likelihood ranks bandwidths.
 KDE_LIKE = ("guided", "mmsold", "path")

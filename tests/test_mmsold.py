@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_wine
 from scipy.stats import ks_2samp
 
 from sklearn_diffsample import PatternPosterior
@@ -100,9 +101,15 @@ def test_every_returned_swarm_has_the_target_moments(params):
         np.testing.assert_allclose(part.mean(axis=0), est.target_mean_, atol=1e-10)
         np.testing.assert_allclose(np.cov(part.T, bias=True), est.target_covariance_,
                                    atol=1e-10)
-    # A request below the swarm size takes part of one full swarm.
-    small = est.sample(5, random_state=3)
-    np.testing.assert_array_equal(small, est.sample(40, random_state=3)[:5])
+    # A request below the swarm size but of at least d + 1 rows is one swarm
+    # of that size, with the target's moments; fewer rows are part of a
+    # (d + 1)-swarm.
+    for n_small in (4, 9):
+        part = est.sample(n_small, random_state=3)
+        np.testing.assert_allclose(part.mean(axis=0), est.target_mean_, atol=1e-10)
+        np.testing.assert_allclose(np.cov(part.T, bias=True), est.target_covariance_,
+                                   atol=1e-10)
+    np.testing.assert_array_equal(est.sample(2, random_state=3), est.sample(4, random_state=3)[:2])
 
 
 # ------------------------------------------------------------------ sigma = 0
@@ -258,3 +265,74 @@ def test_bad_parameters_get_clear_errors():
     with pytest.warns(UserWarning, match="unstable"):
         MMSOLDSampler(bandwidth=0.1, smoothing=0.0, step_size=10.0).fit(X)
     assert MMSOLDSampler(smoothing=0.0).fit(X).sample(0).shape == (0, 4)
+
+
+# ------------------------------------------------------- class-conditional
+@pytest.fixture(scope="module")
+def wine_by_class():
+    X, y = load_wine(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 13-D: a rough log Z
+        return X, y, MMSOLDSampler(n_steps=10, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("n", [14, 40, 95, 700])
+def test_every_class_swarm_has_its_class_moments(wine_by_class, n):
+    # Exact moments of pi_delta of class k: the class mean, and the class
+    # covariance (1/N_k) plus delta_k^2 I, for any request of at least d + 1.
+    X, y, est = wine_by_class
+    for k in np.unique(y):
+        rows = X[y == k]
+        delta = est.class_models_[k].bandwidth_
+        S = est.sample(n, 5, y=k)
+        np.testing.assert_allclose(S.mean(axis=0), rows.mean(axis=0), atol=1e-8)
+        np.testing.assert_allclose(np.cov(S.T, bias=True),
+                                   np.cov(rows.T, bias=True) + delta**2 * np.eye(13), atol=1e-8)
+
+
+def test_class_conditional_scores_and_mixed_requests(wine_by_class):
+    X, y, est = wine_by_class
+    labels = np.arange(60) % 3
+    S = est.sample(60, 7, y=labels)
+    for k in range(3):
+        # Row i of a mixed request is class labels[i]'s draw, seeded per class.
+        np.testing.assert_array_equal(S[labels == k],
+                                      est.class_models_[k].sample(20, est_seed_child(7, k)))
+    np.testing.assert_allclose(est.score_samples(X[:9], y=y[:9]),
+                               [est.class_models_[k].score_samples(x[None])[0]
+                                for x, k in zip(X[:9], y[:9])], rtol=1e-12)
+    assert est.score(X, y) == pytest.approx(np.sum(est.score_samples(X, y=y)), rel=1e-12)
+    with pytest.raises(ValueError, match="fitted without class labels"):
+        MMSOLDSampler(n_steps=2, smoothing=0.0).fit(X).sample(3, y=0)
+
+
+def est_seed_child(seed, k):
+    return np.random.SeedSequence(seed).spawn(k + 1)[k]
+
+
+def test_class_scores_at_zero_smoothing_are_the_class_kdes():
+    rng = np.random.default_rng(12)
+    X = np.vstack([rng.normal(-1, 0.5, (30, 2)), rng.normal(2, 0.3, (25, 2))])
+    y = np.repeat(["a", "b"], [30, 25])
+    est = MMSOLDSampler(smoothing=0.0, n_steps=2, random_state=0).fit(X, y)
+    Q = rng.normal(size=(7, 2))
+    for label, rows in (("a", X[:30]), ("b", X[30:])):
+        delta = est.class_models_[list(est.classes_).index(label)].bandwidth_
+        np.testing.assert_allclose(est.score_samples(Q, y=label),
+                                   brute_kde_log_density(Q, rows, delta), atol=1e-10)
+
+
+def test_plain_sold_samples_the_kde_without_matching_moments():
+    # At sigma = 0 plain SOLD is Langevin on pi_delta: its particles follow
+    # pi_delta (KS tests against iid draws) and their moments are free.
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(40, 2)) * [2.0, 0.5]
+    delta = 0.3
+    est = MMSOLDSampler(bandwidth=delta, smoothing=0.0, n_steps=60, batch_size=800,
+                        interaction="sold", random_state=0).fit(X)
+    Z = est.sample(800, random_state=5)
+    ref = X[rng.integers(0, 40, 4000)] + delta * rng.normal(size=(4000, 2))
+    pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
+    assert min(pvalues) > ALPHA, pvalues
+    assert np.abs(Z.mean(axis=0) - est.target_mean_).max() > 1e-6
