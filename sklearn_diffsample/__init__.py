@@ -5,11 +5,13 @@ from ._posterior import PatternPosterior, PosteriorStats
 from .compose import TransformedDensity
 from .guided import GuidedDiffusionSampler
 from .mmsold import MMSOLDSampler
+from .oversampling import DiffusionOverSampler
 from .path_extrapolation import PathExtrapolationDensity, path_convergence
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DiffusionOverSampler",
     "GuidedDiffusionSampler",
     "MMSOLDSampler",
     "PathExtrapolationDensity",
