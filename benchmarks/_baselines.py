@@ -150,16 +150,26 @@ class MLPDDPM(BaseEstimator):
     (``n_layers`` SiLU layers of width ``hidden``) on [x, sinusoidal time
     features] trained with Adam on the epsilon-prediction loss for ``n_iter``
     minibatches; ancestral DDPM sampling.  ``fit_time_`` is the training time.
+
+    With ``until_plateau=True`` ``n_iter`` is a cap: the mean loss of each
+    window of ``window`` minibatches is recorded in ``loss_curve_``, and
+    training stops once ``patience`` windows in a row failed to improve the best
+    window mean by 0.5%; the learning rate is then halved once and training goes
+    on until the same happens again (``n_iter_`` minibatches in all).
     """
 
     def __init__(self, *, hidden=128, n_layers=3, n_timesteps=100, n_iter=3000,
-                 batch_size=256, learning_rate=1e-3, random_state=0):
+                 batch_size=256, learning_rate=1e-3, until_plateau=False, window=500,
+                 patience=4, random_state=0):
         self.hidden = hidden
         self.n_layers = n_layers
         self.n_timesteps = n_timesteps
         self.n_iter = n_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.until_plateau = until_plateau
+        self.window = window
+        self.patience = patience
         self.random_state = random_state
 
     def _net(self, d):
@@ -192,7 +202,8 @@ class MLPDDPM(BaseEstimator):
         self.betas_ = betas
         self.net_ = self._net(X.shape[1])
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.learning_rate)
-        for _ in range(self.n_iter):
+        self.loss_curve_, window_losses, best, stale, decays = [], [], np.inf, 0, 0
+        for it in range(self.n_iter):
             x0 = data[torch.randint(0, len(data), (self.batch_size,))]
             t = torch.randint(0, self.n_timesteps, (self.batch_size,))
             noise = torch.randn_like(x0)
@@ -202,7 +213,21 @@ class MLPDDPM(BaseEstimator):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        self.final_loss_ = float(loss.detach())
+            window_losses.append(float(loss.detach()))
+            if len(window_losses) == self.window:
+                mean = float(np.mean(window_losses))
+                self.loss_curve_.append(mean)
+                window_losses = []
+                improved = mean < best * (1 - 0.005)
+                best, stale = (mean, 0) if improved else (min(best, mean), stale + 1)
+                if self.until_plateau and stale >= self.patience:
+                    if decays:
+                        break
+                    decays, stale = 1, 0
+                    for group in opt.param_groups:
+                        group["lr"] *= 0.5
+        self.n_iter_ = it + 1
+        self.final_loss_ = self.loss_curve_[-1] if self.loss_curve_ else float(loss.detach())
         self.n_features_in_ = X.shape[1]
         self.fit_time_ = time.perf_counter() - start
         return self

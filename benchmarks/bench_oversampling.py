@@ -2,7 +2,8 @@
 
 Cases: wine (class 0 against the rest), digits (the digit 3 against the rest,
 PCA to 16 dimensions fitted inside each training fold) and two interleaved 2-D
-spirals, each with the minority subsampled to 1:10 and 1:30 of the majority.
+spirals, each with the minority subsampled to 1:10 and 1:30 of the majority (at least
+10 minority rows, which SMOTE and ADASYN need; the tables give the counts).
 Resamplers: none, RandomOverSampler, SMOTE, ADASYN, DiffusionOverSampler with
 w = 1 and w = 3 (all to balance).  Classifiers: LogisticRegression and
 HistGradientBoostingClassifier.  Metrics over 5 stratified folds: balanced
@@ -40,7 +41,8 @@ def _subsample_minority(X, y, ratio, seed):
     """Keep all majority rows (label 0) and n_majority / ratio minority rows (label 1)."""
     rng = np.random.default_rng(seed)
     majority, minority = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    keep = rng.choice(minority, max(len(majority) // ratio, 6), replace=False)
+    # At least 10 minority rows: SMOTE and ADASYN need 6 per training fold.
+    keep = rng.choice(minority, max(len(majority) // ratio, 10), replace=False)
     rows = np.concatenate([majority, keep])
     return X[rows], y[rows]
 
