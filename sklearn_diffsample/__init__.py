@@ -6,7 +6,7 @@ from .compose import TransformedDensity
 from .guided import GuidedDiffusionSampler
 from .mmsold import MMSOLDSampler
 from .oversampling import DiffusionOverSampler
-from .path_extrapolation import PathExtrapolationDensity, path_convergence
+from .path_extrapolation import PathExtrapolationDensity, path_convergence, path_direction
 
 __version__ = "0.1.0.dev0"
 
@@ -20,5 +20,6 @@ __all__ = [
     "TransformedDensity",
     "gaussian",
     "path_convergence",
+    "path_direction",
     "__version__",
 ]

@@ -39,7 +39,7 @@ from ._base import (
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
 
-__all__ = ["PathExtrapolationDensity", "path_convergence"]
+__all__ = ["PathExtrapolationDensity", "path_convergence", "path_direction"]
 
 # At tau = beta the posterior weights are exactly uniform (1/s^2 = 0); the
 # engine's flat variance reproduces that without dividing by zero.
@@ -74,19 +74,22 @@ def bridge_step_variance(tau, tau_next):
     return (tau - tau_next) * tau_next / tau
 
 
-def _integrate_dt(x_beta, denoise, normal, *, beta, n_steps, n_paths,
-                  variance_correction, record=(), report=None):
-    """Run ``n_paths`` dt paths from x_beta with one shared noise sequence.
+def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
+                  variance_correction, record=(), report=None, from_index=None, to_index=0):
+    """Run ``n_paths`` dt paths with one shared noise sequence.
 
+    The paths start at ``x_start`` (m, d) on grid index ``from_index``
+    (default ``n_steps``, tau = beta) and stop at ``to_index`` (default 0).
     ``denoise(x, tau)`` returns the posterior means (n_paths, m, d) of x_0 and
     per-coordinate posterior variances (n_paths, m) (or None); ``normal(k)``
     returns the shared standard normals (m, d) of step k.  Snapshots of the
     paths at the grid indices in ``record`` are returned with the endpoints.
     """
     taus = bridge_times(beta, n_steps)
-    x = np.repeat(np.asarray(x_beta, dtype=np.float64)[None], n_paths, axis=0)
-    snapshots = {n_steps: x.copy()} if n_steps in record else {}
-    for k in range(n_steps, 0, -1):
+    from_index = n_steps if from_index is None else from_index
+    x = np.repeat(np.asarray(x_start, dtype=np.float64)[None], n_paths, axis=0)
+    snapshots = {from_index: x.copy()} if from_index in record else {}
+    for k in range(from_index, to_index, -1):
         tau, tau_next = taus[k], taus[k - 1]
         mean, var = denoise(x, tau)
         step_var = np.full(x.shape[:2], bridge_step_variance(tau, tau_next))
@@ -187,6 +190,12 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Add the variance (dtau/tau)^2 Var(x_0 | x_tau, x_beta) that the dt step
         drops (the engine's spread / d per coordinate); makes the p = infinity
         Gaussian path exact.  Ignored by ``"exact"``.
+    tau_ex : float, default=0.0
+        Imaginary time (a multiple of beta / n_steps) at which the half paths
+        are extrapolated; from there the extrapolated state follows the
+        full-set path down to 0.  0 extrapolates the endpoints; in the
+        paper's 1-D setting earlier extrapolation removed less of the error
+        (:func:`path_direction`, :ref:`design-path`).
     reference : None or tuple (mean, scale), default=None
         Law N(mean, scale^2 I) of x_beta in standardised units; None is N(0, I).
         ``mean`` is a float or an array of shape (n_features,), ``scale`` > 0.
@@ -292,11 +301,12 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         "reference": [None, tuple],
         "n_reference_samples": [Interval(Integral, 1, None, closed="left"),
                                 StrOptions({"auto"})],
+        "tau_ex": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(self, *, beta=0.4, n_steps=100, bandwidth="auto", extrapolation="halves",
                  n_splits=8, extrapolation_coef=0.4, variance_correction=False,
-                 reference=None, n_reference_samples="auto", algorithm="auto",
+                 reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
                  batch_size=1024, n_jobs=None, random_state=None, verbose=0):
         super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
                          n_jobs=n_jobs, random_state=random_state, verbose=verbose)
@@ -308,6 +318,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.variance_correction = variance_correction
         self.reference = reference
         self.n_reference_samples = n_reference_samples
+        self.tau_ex = tau_ex
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y=None):
@@ -320,6 +331,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                 "extrapolation='none' or more data."
             )
         ref_mean, ref_scale = _check_reference(self.reference, d)
+        _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
         location, scale = data_location_scale(X, axis=0)
         Z = (X - location) / scale
 
@@ -410,16 +422,25 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         d = x_beta.shape[1]
         denoise = _engine_denoiser(posteriors, x_beta, self.beta,
                                    bool(self.variance_correction))
-        x, _ = _integrate_dt(
-            x_beta, denoise, lambda k: rng.standard_normal((size, d)),
-            beta=float(self.beta), n_steps=int(self.n_steps), n_paths=len(posteriors),
-            variance_correction=bool(self.variance_correction), report=report,
-        )
-        if self.extrapolation == "none":
-            return x[0]
-        coef = (_RICHARDSON_COEF if self.extrapolation == "richardson"
-                else float(self.extrapolation_coef))
-        return x[0] + coef * (x[1:].mean(axis=0) - x[0])
+        k_ex = _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
+        steps = dict(beta=float(self.beta), n_steps=int(self.n_steps),
+                     variance_correction=bool(self.variance_correction), report=report)
+
+        def normal(k):
+            return rng.standard_normal((size, d))
+
+        x, _ = _integrate_dt(x_beta, denoise, normal, n_paths=len(posteriors),
+                             to_index=k_ex, **steps)
+        if self.extrapolation != "none":
+            coef = (_RICHARDSON_COEF if self.extrapolation == "richardson"
+                    else float(self.extrapolation_coef))
+            x = x[:1] + coef * (x[1:].mean(axis=0) - x[0])
+        if k_ex > 0:
+            # From tau_ex down, the extrapolated state follows the full-set path.
+            full = _engine_denoiser(posteriors[:1], x_beta, self.beta,
+                                    bool(self.variance_correction))
+            x, _ = _integrate_dt(x[0], full, normal, n_paths=1, from_index=k_ex, **steps)
+        return x[0]
 
     def _tower_chunk(self, size, rng, report):
         """Training rows (data units) reached by ``size`` tower paths."""
@@ -454,18 +475,40 @@ def _check_reference(reference, d):
 
 
 # -------------------------------------------------------------- diagnostic
-def _check_grid_taus(taus, beta, n_steps):
+def _grid_index(tau, beta, n_steps, name="tau"):
+    """k with tau = k beta / n_steps, or a ValueError that names the grid."""
     grid = bridge_times(beta, n_steps)
-    index = []
-    for tau in np.atleast_1d(np.asarray(taus, dtype=np.float64)):
-        k = int(np.argmin(np.abs(grid - tau)))
-        if abs(grid[k] - tau) > 1e-9 * beta:
-            raise ValueError(
-                f"tau={tau} is not on the grid k * beta / n_steps "
-                f"(dtau = {beta / n_steps}); pick multiples of dtau in [0, beta]."
-            )
-        index.append(k)
-    return index
+    k = int(np.argmin(np.abs(grid - tau)))
+    if abs(grid[k] - tau) > 1e-9 * beta:
+        raise ValueError(
+            f"{name}={tau} is not on the grid k * beta / n_steps "
+            f"(dtau = {beta / n_steps}); pick multiples of dtau in [0, beta]."
+        )
+    return k
+
+
+def _check_grid_taus(taus, beta, n_steps):
+    return [_grid_index(tau, beta, n_steps)
+            for tau in np.atleast_1d(np.asarray(taus, dtype=np.float64))]
+
+
+def _per_row_denoiser(pattern_sets, start, beta, mean, std, want_var):
+    """Paths 0..J-1 through the per-realisation pattern sets, path J the p = infinity one."""
+    d = start.shape[1]
+
+    def denoise(x, tau):
+        out = np.empty_like(x)
+        var = np.empty(x.shape[:2])
+        for j, patterns in enumerate(pattern_sets):
+            q, s2 = bridge_query(x[j], start, tau, beta)
+            stats = posterior_per_row(q, patterns, s2, spread=want_var)
+            out[j] = stats.mean
+            if want_var:
+                var[j] = stats.spread / d
+        out[-1], var[-1] = gaussian_bridge_posterior(x[-1], start, tau, beta, mean, std**2)
+        return out, var
+
+    return denoise
 
 
 def _convergence_chunk(size, rng, report, *, p_values, mean, std, x_beta, beta,
@@ -475,19 +518,8 @@ def _convergence_chunk(size, rng, report, *, p_values, mean, std, x_beta, beta,
     # Realisation r owns patterns[:, r]; its first p form the nested p-set.
     patterns = mean + std * rng.standard_normal((d, size, p_max))
     start = np.broadcast_to(x_beta, (size, d))
-
-    def denoise(x, tau):
-        out = np.empty_like(x)
-        var = np.empty(x.shape[:2])
-        for j, p in enumerate(p_values):
-            q, s2 = bridge_query(x[j], start, tau, beta)
-            stats = posterior_per_row(q, patterns[:, :, :p], s2, spread=variance_correction)
-            out[j] = stats.mean
-            if variance_correction:
-                var[j] = stats.spread / d
-        out[-1], var[-1] = gaussian_bridge_posterior(x[-1], start, tau, beta, mean, std**2)
-        return out, var
-
+    denoise = _per_row_denoiser([patterns[:, :, :p] for p in p_values], start, beta, mean,
+                                std, variance_correction)
     noise = rng.standard_normal((n_steps + 1, size, d))
     _, snaps = _integrate_dt(start, denoise, lambda k: noise[k], beta=beta,
                              n_steps=n_steps, n_paths=len(p_values) + 1,
@@ -594,3 +626,127 @@ def path_convergence(p_values, n_realizations=1000, *, target_mean=0.0, target_s
     return Bunch(p_values=p_values, taus=bridge_times(beta, n_steps)[record],
                  median=median, msd=msd, scaled_median=np.sqrt(scale) * median,
                  scaled_msd=scale * msd, deviations=dev)
+
+
+def _direction_chunk(size, rng, report, *, p, n_splits, mean, std, x_beta, beta, n_steps,
+                     k_tau, coef, variance_correction):
+    """(u, v, e0, ec) per realisation: at grid index k_tau u = mean(half paths) -
+    x_full and v = x_inf - x_full; at tau = 0 the endpoint deviations from the
+    p = infinity path of the full path (e0) and of the state extrapolated with
+    ``coef`` at k_tau and continued on the full set (ec)."""
+    d = x_beta.shape[0]
+    patterns = mean + std * rng.standard_normal((d, size, p))
+    halves = []
+    for _ in range(n_splits):
+        order = np.argsort(rng.random((size, p)), axis=1)  # a random split per realisation
+        for part in (order[:, : p // 2], order[:, p // 2:]):
+            halves.append(np.take_along_axis(patterns, part[None], axis=2))
+    start = np.broadcast_to(x_beta, (size, d))
+    denoise = _per_row_denoiser([patterns, *halves], start, beta, mean, std,
+                                variance_correction)
+    noise = rng.standard_normal((n_steps + 1, size, d))
+    steps = dict(beta=beta, n_steps=n_steps, variance_correction=variance_correction,
+                 report=report)
+    x, _ = _integrate_dt(start, denoise, lambda k: noise[k], n_paths=len(halves) + 2,
+                         to_index=k_tau, **steps)
+    full, half_mean, infinite = x[0], x[1:-1].mean(axis=0), x[-1]
+    u, v = half_mean - full, infinite - full
+    if k_tau > 0:
+        # Continue, with the same noise: the full path, the extrapolated state
+        # on the full set, and the p = infinity path.
+        rest = _per_row_denoiser([patterns, patterns], start, beta, mean, std,
+                                 variance_correction)
+        ends = np.stack([full, full + coef * u, infinite])
+        for k in range(k_tau, 0, -1):
+            tau, tau_next = bridge_times(beta, n_steps)[[k, k - 1]]
+            means, var = rest(ends, tau)
+            step_var = np.full(ends.shape[:2], bridge_step_variance(tau, tau_next))
+            if variance_correction:
+                step_var = step_var + ((tau - tau_next) / tau) ** 2 * var
+            ends = dt_step(ends, means, tau, tau_next) + np.sqrt(step_var)[..., None] * noise[k]
+            report(1)
+        full, extrapolated, infinite = ends
+    else:
+        extrapolated = full + coef * u
+    return np.stack([u, v, full - infinite, extrapolated - infinite])  # (4, size, d)
+
+
+def path_direction(p, n_realizations=1000, *, n_splits=8, target_mean=0.0, target_std=5.0,
+                   beta=10.0, n_steps=100, x_beta=1.0, tau=0.0, coef=0.4, n_features=1,
+                   variance_correction=False, batch_size=250, n_jobs=None, random_state=None):
+    """Do the half-pattern paths spread towards the p = infinity path?
+
+    For a Gaussian target (where the p = infinity drift is analytic), each
+    realisation draws p patterns, ``n_splits`` random half-splits of them and one
+    noise sequence; the full-set path, the 2 ``n_splits`` half-set paths and the
+    p = infinity path start at ``x_beta`` and share that noise.  At grid time
+    ``tau`` let u = mean(half paths) - x_full and v = x_inf - x_full: the
+    extrapolation x_full + c u can only help if u points towards v.
+
+    Parameters
+    ----------
+    p : int
+        Number of patterns (even, >= 2).
+    n_realizations : int, default=1000
+    n_splits : int, default=8
+        K half-splits per realisation.
+    target_mean, target_std, beta, n_steps, x_beta, n_features, variance_correction,
+    batch_size, n_jobs, random_state
+        As in :func:`path_convergence`.
+    tau : float, default=0.0
+        Grid time (a multiple of beta / n_steps) at which u and v are taken,
+        and where the extrapolation x_full + coef u is made.
+    coef : float, default=0.4
+        The extrapolation coefficient c whose endpoint error is reported
+        (``PathExtrapolationDensity``'s ``extrapolation_coef``).
+
+    Returns
+    -------
+    result : Bunch
+        ``cosine`` (n_realizations,): cos(u, v), 0 where u or v vanishes;
+        ``median_cosine`` and ``positive_share`` (the share of realisations with
+        cos > 0); ``best_coef``: the c minimising the sum of squared norms of
+        x_full + c u - x_inf, that is sum(u . v) / sum(u . u); ``error_ratio``:
+        that sum at ``best_coef`` over its value at c = 0 (below 1 where
+        extrapolation helps); ``endpoint_error_ratio``: the mean squared
+        distance to the p = infinity endpoint at tau = 0 of the state
+        extrapolated with ``coef`` at ``tau`` and continued on the full set, over
+        the same for the full path (``PathExtrapolationDensity(tau_ex=tau)``
+        against ``extrapolation="none"``; below 1 where it helps).
+
+    Examples
+    --------
+    >>> from sklearn_diffsample.path_extrapolation import path_direction
+    >>> res = path_direction(20, n_realizations=50, n_splits=2, n_steps=20,
+    ...                      random_state=0)
+    >>> res.cosine.shape
+    (50,)
+    """
+    p = int(p)
+    if p < 2 or p % 2:
+        raise ValueError(f"p must be an even number >= 2 (half-splits), got {p}.")
+    if int(n_realizations) < 1 or int(n_splits) < 1 or int(n_steps) < 1:
+        raise ValueError("n_realizations, n_splits and n_steps must be >= 1.")
+    if not (beta > 0 and target_std > 0):
+        raise ValueError("beta and target_std must be > 0.")
+    k_tau = _grid_index(tau, beta, n_steps)
+    x_beta = np.broadcast_to(np.asarray(x_beta, dtype=np.float64), (int(n_features),))
+    func = partial(_direction_chunk, p=p, n_splits=int(n_splits), mean=float(target_mean),
+                   std=float(target_std), x_beta=x_beta, beta=float(beta),
+                   n_steps=int(n_steps), k_tau=k_tau, coef=float(coef),
+                   variance_correction=bool(variance_correction))
+    parts = run_chunks(func, chunk_sizes(int(n_realizations), batch_size),
+                       seed_sequence(random_state), n_jobs=n_jobs,
+                       steps_per_chunk=int(n_steps), desc="paths")
+    u, v, e_full, e_extrapolated = np.concatenate(parts, axis=1)
+    dot = np.einsum("md,md->m", u, v)
+    norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
+    cosine = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
+    uu, vv = float(np.sum(u * u)), float(np.sum(v * v))
+    best = float(dot.sum() / uu) if uu > 0 else 0.0
+    ratio = float(np.sum((best * u - v) ** 2) / vv) if vv > 0 else 1.0
+    e0 = float(np.sum(e_full**2))
+    return Bunch(cosine=cosine, median_cosine=float(np.median(cosine)),
+                 positive_share=float(np.mean(cosine > 0)), best_coef=best,
+                 error_ratio=ratio,
+                 endpoint_error_ratio=float(np.sum(e_extrapolated**2) / e0) if e0 > 0 else 1.0)
