@@ -19,7 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("bench_engine.py", "bench_guided.py", "bench_mmsold.py", "bench_path.py",
-           "bench_oversampling.py", "bench_quality.py", "bench_realdata.py", "bench_speed.py")
+           "bench_ddpm.py", "bench_oversampling.py", "bench_quality.py", "bench_realdata.py",
+           "bench_speed.py")
 
 
 def main(argv=None):
