@@ -511,6 +511,15 @@ def _per_row_denoiser(pattern_sets, start, beta, mean, std, want_var):
     return denoise
 
 
+def _check_gaussian_setting(n_realizations, n_steps, n_features, beta, target_std, x_beta):
+    """The diagnostics' shared checks; x_beta broadcast to (n_features,)."""
+    if int(n_realizations) < 1 or int(n_steps) < 1 or int(n_features) < 1:
+        raise ValueError("n_realizations, n_steps and n_features must be >= 1.")
+    if not (beta > 0 and target_std > 0):
+        raise ValueError("beta and target_std must be > 0.")
+    return np.broadcast_to(np.asarray(x_beta, dtype=np.float64), (int(n_features),))
+
+
 def _convergence_chunk(size, rng, report, *, p_values, mean, std, x_beta, beta,
                        n_steps, record, variance_correction):
     """|x_p - x_inf| at the recorded grid points for ``size`` realisations."""
@@ -605,12 +614,9 @@ def path_convergence(p_values, n_realizations=1000, *, target_mean=0.0, target_s
     p_values = np.asarray(p_values, dtype=np.int64).reshape(-1)
     if p_values.size == 0 or np.any(p_values < 1):
         raise ValueError(f"p_values must be positive integers, got {p_values.tolist()}.")
-    if int(n_realizations) < 1 or int(n_steps) < 1 or int(n_features) < 1:
-        raise ValueError("n_realizations, n_steps and n_features must be >= 1.")
-    if not (beta > 0 and target_std > 0):
-        raise ValueError("beta and target_std must be > 0.")
+    x_beta = _check_gaussian_setting(n_realizations, n_steps, n_features, beta, target_std,
+                                     x_beta)
     record = _check_grid_taus(taus, beta, n_steps)
-    x_beta = np.broadcast_to(np.asarray(x_beta, dtype=np.float64), (int(n_features),))
 
     func = partial(
         _convergence_chunk, p_values=[int(p) for p in p_values], mean=float(target_mean),
@@ -725,12 +731,11 @@ def path_direction(p, n_realizations=1000, *, n_splits=8, target_mean=0.0, targe
     p = int(p)
     if p < 2 or p % 2:
         raise ValueError(f"p must be an even number >= 2 (half-splits), got {p}.")
-    if int(n_realizations) < 1 or int(n_splits) < 1 or int(n_steps) < 1:
-        raise ValueError("n_realizations, n_splits and n_steps must be >= 1.")
-    if not (beta > 0 and target_std > 0):
-        raise ValueError("beta and target_std must be > 0.")
+    if int(n_splits) < 1:
+        raise ValueError(f"n_splits must be >= 1, got {n_splits}.")
+    x_beta = _check_gaussian_setting(n_realizations, n_steps, n_features, beta, target_std,
+                                     x_beta)
     k_tau = _grid_index(tau, beta, n_steps)
-    x_beta = np.broadcast_to(np.asarray(x_beta, dtype=np.float64), (int(n_features),))
     func = partial(_direction_chunk, p=p, n_splits=int(n_splits), mean=float(target_mean),
                    std=float(target_std), x_beta=x_beta, beta=float(beta),
                    n_steps=int(n_steps), k_tau=k_tau, coef=float(coef),
