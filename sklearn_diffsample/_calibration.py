@@ -90,7 +90,7 @@ def ess_fraction(log_w):
 
 
 def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
-    """log of int exp(-energy) by importance sampling, and the ESS fraction.
+    """log of int exp(-energy) by importance sampling, its ESS fraction and standard error.
 
     A pilot of ``min(2000, n_max)`` draws estimates the ESS; more draws follow
     until the standard error sqrt((1/ESS - 1)/n) of log Z is below 5e-3, up to
@@ -111,4 +111,6 @@ def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
     if extra > 0:
         log_w = np.concatenate([log_w, log_weights(extra)])
         ess = ess_fraction(log_w)
-    return float(logsumexp(log_w) - np.log(len(log_w))), ess
+    # The delta method: Var(log Z_hat) ~ Var(w) / (n mean(w)^2) = (1/ESS - 1) / n.
+    se = float(np.sqrt(max(1.0 / ess - 1.0, 0.0) / len(log_w))) if ess > 0 else np.inf
+    return float(logsumexp(log_w) - np.log(len(log_w))), ess, se

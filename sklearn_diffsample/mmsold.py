@@ -53,8 +53,10 @@ _IS_WORK = 2e7
 # at least max(5 (d + 1), _CAL_MIN) (see MMSOLDSampler Notes).
 _CAL_PER_PATTERN = 4
 _CAL_MIN = 100
-# Below this ESS fraction the log-normaliser is flagged as unreliable.
+# Below this ESS fraction, or above this standard error (nats), the
+# log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
+_POOR_LOG_Z_SE = 0.05
 # The data's spread, in its own units, within which squared distances and the
 # squared bandwidth stay normal float64 numbers (MM-SOLD works in data units).
 _SPREAD_RANGE = (1e-50, 1e50)
@@ -285,7 +287,7 @@ def _calibrate(est, swarm_seed, draw_seed):
     est.score_noise_ = np.concatenate([half, -half])
     if est.smoothing_ == 0:
         est.tilt_linear_, est.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
-        est.log_normalizer_, est.calibration_ess_ = 0.0, 1.0
+        est.log_normalizer_, est.calibration_ess_, est.log_normalizer_se_ = 0.0, 1.0, 0.0
         return
     ((stein, particles),) = run_chunks(
         partial(_calibration_swarm, dynamics=est._dynamics()), [est.calibration_size_],
@@ -297,19 +299,19 @@ def _calibrate(est, swarm_seed, draw_seed):
     # patterns that pi_delta lacks; the KDE is widened where the particles
     # are sparser than delta (beyond 2-D) so that it has no holes.
     b = max(est.bandwidth_, _median_nn_distance(particles, rng))
-    log_z, ess = importance_log_normalizer(
+    log_z, ess, se = importance_log_normalizer(
         est._tilted_energy, DefensiveProposal(particles, b, est.target_mean_, est.swarm_scale_),
         _n_importance_draws(est.posterior_.n_patterns), rng, rows=est._score_rows)
     # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
     est.log_normalizer_ = log_z - float(est.tilt_linear_ @ est.target_mean_)
-    est.calibration_ess_ = ess
-    if ess < _POOR_ESS:
+    est.calibration_ess_, est.log_normalizer_se_ = ess, se
+    if ess < _POOR_ESS or se > _POOR_LOG_Z_SE:
         warnings.warn(
-            f"The importance sampler of log Z has an effective sample size of only "
-            f"{100 * ess:.1f}%: score_samples may be off by a constant. Lower "
-            "smoothing, or reduce the dimension (e.g. PCA) before fitting.",
-            UserWarning,
-        )
+            f"The importance sampler of log Z has an effective sample size of "
+            f"{100 * ess:.1f}% and an estimated standard error of {se:.3g} nats (an "
+            "underestimate when the ESS is small): score_samples may be off by a "
+            "constant. Lower smoothing, or reduce the dimension (e.g. PCA) before "
+            "fitting.", UserWarning)
 
 
 # -------------------------------------------------------------- estimator
@@ -429,6 +431,10 @@ class MMSOLDSampler(BaseDiffusionDensity):
     log_normalizer_ : float
         log Z(lambda, Lambda) of rho (working coordinates, with the fixed
         smoothing draws); log 1 = 0 when sigma = 0.
+    log_normalizer_se_ : float
+        Estimated standard error of ``log_normalizer_`` (delta method,
+        sqrt((1/ESS - 1)/n)); 0 when sigma = 0.  With an ESS near 0 the
+        estimate itself is unreliable and too small.
     calibration_ess_ : float
         Effective sample size fraction (0..1] of the importance sampler of
         log Z; 1 when sigma = 0.  A UserWarning is raised below 0.1.

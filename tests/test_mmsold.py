@@ -170,6 +170,12 @@ def test_circle_log_normalizer_matches_grid_quadrature(circle_fit):
     log_z = np.log(np.sum(np.exp(-energy)) * cell)
     assert est.log_normalizer_ == pytest.approx(log_z, abs=5e-3)
     assert est.calibration_ess_ > 0.3
+    # The reported standard error is the one the sampler aimed at (5e-3; the
+    # draw count is planned from the pilot's ESS, so it can land a little
+    # above), and the quadrature value lies within four of them (plus the
+    # grid's own error).
+    assert 0 < est.log_normalizer_se_ <= 1.2 * 5e-3
+    assert abs(est.log_normalizer_ - log_z) <= 4 * est.log_normalizer_se_ + 1e-3
     mass = np.sum(np.exp(est.score_samples(grid))) * cell
     assert mass == pytest.approx(1.0, abs=0.01)
 
