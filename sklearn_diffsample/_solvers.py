@@ -12,7 +12,7 @@ guided samples near the support (arXiv:2605.07220).  The closed forms of
 
 import numpy as np
 
-__all__ = ["ddim_step", "ddpm_step", "eta_coefficients", "eta_step"]
+__all__ = ["ddim_step", "ddpm_step", "dpmpp_2m_denoised", "eta_coefficients", "eta_step"]
 
 
 def _decay(alpha_s, sigma_s, alpha_t, sigma_t):
@@ -58,3 +58,23 @@ def eta_step(x_s, denoised, alpha_s, sigma_s, alpha_t, sigma_t, eta, z):
     """
     kept, noise = eta_coefficients(alpha_s, sigma_s, alpha_t, sigma_t, eta)
     return alpha_t * denoised + (kept / sigma_s) * (x_s - alpha_s * denoised) + noise * z
+
+
+def log_snr(alpha, sigma):
+    """lambda = log(alpha / sigma); -inf at alpha = 0, +inf at sigma = 0."""
+    with np.errstate(divide="ignore"):
+        return np.log(alpha) - np.log(sigma)
+
+
+def dpmpp_2m_denoised(denoised, denoised_prev, h, h_prev):
+    """The second-order multistep denoiser of DPM-Solver++(2M) (Lu et al. 2022b).
+
+    D = (1 + 1/(2r)) D_s - D_prev / (2r), r = h_prev / h, the two last log-SNR
+    steps; a DDIM step with D in place of D_s is then second order in h.  With
+    no previous step, or an infinite one (the first step from alpha = 0), it is
+    D_s: the first-order step.
+    """
+    if denoised_prev is None or not np.isfinite(h_prev) or not np.isfinite(h):
+        return denoised
+    half_inverse_ratio = 0.5 * h / h_prev
+    return (1.0 + half_inverse_ratio) * denoised - half_inverse_ratio * denoised_prev
