@@ -6,6 +6,8 @@ sigmas, and never looks at the schedule's formula.  ``lambda_t = log(alpha_t / s
 is the half log signal-to-noise ratio; it decreases in t.
 """
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 __all__ = ["CosineSchedule", "LinearSchedule", "VPSchedule", "make_schedule", "time_grid",
@@ -20,7 +22,7 @@ LOG_SNR_FLOOR = -10.0
 _LINEAR_B0, _LINEAR_B1 = 0.1, 19.9
 
 
-class VPSchedule:
+class VPSchedule(ABC):
     """A variance-preserving schedule on t in [0, 1]: alpha_t^2 + sigma_t^2 = 1.
 
     Subclasses give ``log_alpha`` and ``t_from_log_snr``; ``alpha``, ``sigma``
@@ -29,12 +31,13 @@ class VPSchedule:
 
     name = None
 
+    @abstractmethod
     def log_alpha(self, t):
-        raise NotImplementedError
+        """log alpha_t."""
 
+    @abstractmethod
     def t_from_log_snr(self, lam):
         """Inverse of :meth:`log_snr`."""
-        raise NotImplementedError
 
     def alpha(self, t):
         return np.exp(self.log_alpha(np.asarray(t, dtype=np.float64)))
