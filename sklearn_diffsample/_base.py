@@ -307,7 +307,9 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         """
         X = self._validate_query(X)
         if y is not None:
-            return score_by_class(self.class_models_, X, encode_labels(self, y, X.shape[0]))
+            models = self.class_models_
+            return score_by_class(lambda rows, k: models[k].score_samples(rows), X,
+                                  encode_labels(self, y, X.shape[0]))
         return self._score_rows(self._score_samples, X)
 
     def _score_rows(self, func, X, *args):

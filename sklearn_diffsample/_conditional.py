@@ -74,10 +74,10 @@ def sample_by_class(models, codes, seed, n_features):
     return out
 
 
-def score_by_class(models, X, codes):
-    """Log-density of row i under ``models[codes[i]]``."""
+def score_by_class(score, X, codes):
+    """Log-density of row i under class ``codes[i]``: ``score(rows, code)`` per class."""
     out = np.empty(X.shape[0])
     for k in np.unique(codes):
         rows = codes == k
-        out[rows] = models[int(k)].score_samples(X[rows])
+        out[rows] = score(X[rows], int(k))
     return out

@@ -29,7 +29,7 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._conditional import encode_fit_labels, encode_labels
+from ._conditional import encode_fit_labels, encode_labels, score_by_class
 from ._likelihood import probability_flow_log_density
 from ._parallel import chunk_slices, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
@@ -420,11 +420,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         func = self._log_density if method == "closed_form" else self._ode_log_density
         if codes is None:
             return self._score_rows(func, X, None)
-        out = np.empty(X.shape[0])
-        for code in np.unique(codes):
-            rows = codes == code
-            out[rows] = self._score_rows(func, X[rows], int(code))
-        return out
+        return score_by_class(lambda rows, k: self._score_rows(func, rows, k), X, codes)
 
     def _log_density(self, X, label):
         Z = (X - self.location_) / self.data_scale_
