@@ -54,10 +54,13 @@ for name, eta in (("DDIM", 0.0), ("DDPM", 1.0)):
     for n_steps in steps:
         est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=bandwidth,
                                      n_steps=n_steps, eta=eta, batch_size=20_000).fit(X)
-        scale, loc = est.data_scale_, est.location_
-        law = sampler_covariance((X.mean(0) - loc) / scale, np.cov(X.T, bias=True) / scale**2,
+        # The sampler runs in per-feature z-scores: the closed form there,
+        # mapped back to data units.
+        scale, loc = est.scale_, est.location_
+        outer = np.outer(scale, scale)
+        law = sampler_covariance((X.mean(0) - loc) / scale, np.cov(X.T, bias=True) / outer,
                                  est.alphas_, est.sigmas_, eta)
-        predicted.append(bures_wasserstein(loc + scale * law.mean, scale**2 * law.covariance,
+        predicted.append(bures_wasserstein(loc + scale * law.mean, outer * law.covariance,
                                            true_mean, true_cov))
         S = est.sample(20_000, random_state=0)
         measured.append(bures_wasserstein(S.mean(0), np.cov(S.T), true_mean, true_cov))

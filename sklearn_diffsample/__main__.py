@@ -159,16 +159,14 @@ def _check_output(path):
 
 
 # ---------------------------------------------------------------- sample
-def bandwidth_grid(X, method, n_values=8):
-    """Candidate bandwidths from 3% to 100% of the data scale, in ``method``'s units.
+def bandwidth_grid(n_values=8):
+    """Candidate bandwidths from 0.03 to 1 data standard deviation.
 
-    Path extrapolation's bandwidth is in per-feature standard deviations, the
-    others' in data units (the data's root mean variance is the scale).
+    Every estimator measures ``bandwidth`` in its internal units (multiples of
+    the training data's standard deviations), so one grid serves all methods
+    and all data units.
     """
-    from ._base import data_scale
-
-    scale = 1.0 if method == "path" else data_scale(X)
-    return scale * np.geomspace(0.03, 1.0, n_values)
+    return np.geomspace(0.03, 1.0, n_values)
 
 
 def command_sample(args):
@@ -198,7 +196,7 @@ def _fit_and_sample(cls, params, X, args):
         from sklearn.model_selection import GridSearchCV
 
         search = GridSearchCV(cls(**{**params, "verbose": 0}),
-                              {"bandwidth": bandwidth_grid(X, args.method)}, cv=args.cv,
+                              {"bandwidth": bandwidth_grid()}, cv=args.cv,
                               error_score="raise")
         search.fit(X)
         params["bandwidth"] = float(search.best_params_["bandwidth"])

@@ -20,6 +20,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._bandwidth import heldout_bandwidth
+from ._coordinates import COORDINATES, fit_coordinates, log_jacobian, to_data, to_internal
 from ._conditional import (
     encode_fit_labels,
     encode_labels,
@@ -44,10 +45,11 @@ __all__ = [
 
 BANDWIDTH_RULES = ("auto", "scott", "silverman")
 _SCORE_ROWS = 1024
-# Bandwidths relative to the data scale that the engine resolves: below the
-# lower end the kernel variance underflows next to squared distances of order
-# one, above the upper end every pattern weighs the same.
-RELATIVE_BANDWIDTH_RANGE = (1e-100, 1e6)
+# Bandwidths, in internal units (the data's standard deviations), that the
+# engine resolves: below the lower end the kernel variance underflows next to
+# squared distances of order one, above the upper end every pattern weighs the
+# same.
+BANDWIDTH_RANGE = (1e-100, 1e6)
 
 
 def _power_of_two_below(value):
@@ -85,50 +87,42 @@ def data_scale(X):
     return data_location_scale(X)[1]
 
 
-def check_bandwidth_range(value, scale, name="bandwidth"):
-    """Refuse a bandwidth the engine cannot resolve at this data scale.
-
-    ``value`` and ``scale`` are in the same units; the accepted range is
-    :data:`RELATIVE_BANDWIDTH_RANGE` times ``scale``.
-    """
-    low, high = RELATIVE_BANDWIDTH_RANGE
-    ratio = value / scale
-    if not (np.isfinite(ratio) and low <= ratio <= high):
+def check_bandwidth_range(value, name="bandwidth"):
+    """Refuse a bandwidth (internal units) the engine cannot resolve."""
+    low, high = BANDWIDTH_RANGE
+    if not (np.isfinite(value) and low <= value <= high):
         raise ValueError(
-            f"{name}={value:.3g} is {ratio:.3g} times the data scale {scale:.3g}; "
-            f"this estimator works for {name}s between {low:g} and {high:g} times "
-            f"the data scale, that is between {low * scale:.3g} and "
-            f"{high * scale:.3g} here."
+            f"{name}={value:.3g} is outside {low:g} to {high:g}, the range this "
+            f"estimator resolves; {name} is measured in standard deviations of the "
+            "training data (the estimator's internal units), so values near 0.01 "
+            "to 1 are the useful ones."
         )
     return value
 
 
-def resolve_bandwidth(bandwidth, X, scale=1.0):
-    """A float bandwidth from a number or a rule.
-
-    A number is returned as it is; a rule is evaluated on X and multiplied
-    by ``scale`` (pass standardised X and its scale to get a rule's bandwidth
-    in data units without squaring data of extreme magnitude).
+def resolve_bandwidth(bandwidth, Z):
+    """A float bandwidth in the units of Z (the internal coordinates) from a
+    number or a rule.
 
     ``"auto"``: the isotropic bandwidth that maximises the held-out
-    log-likelihood of the Gaussian KDE of X (:func:`._bandwidth.heldout_bandwidth`,
+    log-likelihood of the Gaussian KDE of Z (:func:`._bandwidth.heldout_bandwidth`,
     about 20 exact engine passes over at most 1000 held-out rows);
     ``"scott"``: sigma_bar n^(-1/(d+4)); ``"silverman"``:
-    sigma_bar (n (d+2)/4)^(-1/(d+4)), sigma_bar from :func:`data_scale`.
-    Unlike ``KernelDensity``'s rules these follow the data's scale.
+    sigma_bar (n (d+2)/4)^(-1/(d+4)), sigma_bar from :func:`data_scale`
+    (1 for standardised or whitened Z without constant features).
     """
     if not isinstance(bandwidth, str):
         return float(bandwidth)
-    n, d = X.shape
+    n, d = Z.shape
     if bandwidth == "auto":
-        return scale * heldout_bandwidth(X)
+        return heldout_bandwidth(Z)
     if bandwidth == "scott":
         factor = n ** (-1.0 / (d + 4))
     elif bandwidth == "silverman":
         factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     else:
         raise ValueError(f"bandwidth rule must be one of {BANDWIDTH_RULES}, got {bandwidth!r}.")
-    return scale * data_scale(X) * factor
+    return data_scale(Z) * factor
 
 
 def index_seed(random_state):
@@ -206,6 +200,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "bandwidth": [Interval(Real, 0, None, closed="neither"), StrOptions(set(BANDWIDTH_RULES))],
+        "coordinates": [StrOptions(set(COORDINATES))],
         "algorithm": [StrOptions(set(ALGORITHMS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
@@ -219,8 +214,10 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
     # rows, for estimators without a class mechanism of their own.
     _per_class_models = False
 
-    def __init__(self, *, bandwidth, algorithm, batch_size, n_jobs, random_state, verbose):
+    def __init__(self, *, bandwidth, coordinates, algorithm, batch_size, n_jobs,
+                 random_state, verbose):
         self.bandwidth = bandwidth
+        self.coordinates = coordinates
         self.algorithm = algorithm
         self.batch_size = batch_size
         self.n_jobs = n_jobs
@@ -280,6 +277,23 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
                 "fitted (set_params after fit, or a refit that failed); call fit "
                 "again to use the new value, or set it back."
             )
+
+    # ------------------------------------------------- internal coordinates
+    def _fit_coordinates(self, X):
+        """Set ``location_``, ``scale_`` and ``whitening_`` from X; return X in them."""
+        self.location_, self.scale_ = data_location_scale(X, axis=0)
+        self.whitening_ = fit_coordinates(X, self.coordinates, self.location_, self.scale_)
+        return self._to_internal(X)
+
+    def _to_internal(self, X):
+        return to_internal(X, self.location_, self.scale_, self.whitening_)
+
+    def _to_data(self, Z):
+        return to_data(Z, self.location_, self.scale_, self.whitening_)
+
+    def _log_jacobian(self):
+        """log|det dz/dx|: add it to an internal log-density to get data units."""
+        return log_jacobian(self.scale_, self.whitening_)
 
     def _validate_fit_data(self, X, **kwargs):
         return validate_data(self, X, dtype=[np.float64, np.float32], **kwargs).astype(

@@ -143,7 +143,10 @@ class TransformedDensity(DensityMixin, BaseEstimator):
     ``inverse_transform``; ``score_samples`` adds the exact log-Jacobian of the
     transformer to the inner log-density, so the result is a normalised
     log-density in data space and ``GridSearchCV`` can tune inner parameters
-    as ``estimator__bandwidth``.
+    as ``estimator__bandwidth``.  The package's estimators standardise
+    internally, so their ``bandwidth`` means the same with or without a
+    ``StandardScaler`` in front; a non-linear transformer (``PowerTransformer``,
+    ``QuantileTransformer``) is where this wrapper changes the law.
 
     Parameters
     ----------
@@ -289,8 +292,8 @@ def _check_transformed(transformer, X, Z):
             "in float64, or it took their range for zero. Divide X by a constant "
             "first (that changes "
             "every log-density by -n_features log(constant)), or fit "
-            "GuidedDiffusionSampler or PathExtrapolationDensity directly: they "
-            "standardise without overflow."
+            "this package's estimator directly: each standardises internally "
+            "without overflow."
         )
 
 

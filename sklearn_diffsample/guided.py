@@ -9,9 +9,9 @@ probability-flow likelihood (:mod:`._likelihood`) stands apart, and
 classifier-free guidance combines D_w = D_u + w (D_c - D_u).
 
 Notation (docs, design): x_t = alpha_t x_0 + sigma_t eps, lambda_t =
-log(alpha_t / sigma_t).  Everything runs in internal coordinates
-z = (x - location_) / data_scale_, where N(0, I) is the right start whatever the
-data's units; results are reported in data units.
+log(alpha_t / sigma_t).  Everything runs in the internal coordinates of
+:mod:`._coordinates` (standardised or whitened), where N(0, I) is the right
+start whatever the data's units; results are reported in data units.
 """
 
 import warnings
@@ -25,7 +25,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import (
     BaseDiffusionDensity,
     check_bandwidth_range,
-    data_location_scale,
     index_seed,
     resolve_bandwidth,
 )
@@ -133,21 +132,29 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     (``score_model="gaussian"``).  Its noisy marginals have an exact denoiser,
     computed by the pattern-posterior engine, and the sampler integrates the
     reverse variance-preserving diffusion with first-order exponential
-    integrators from N(0, I) down to the noise floor sigma/alpha = ``bandwidth``.
-    With exact scores and ``data_bandwidth=0`` the exact flow ends at the
-    Gaussian KDE of bandwidth ``bandwidth`` (the same law as
-    :class:`~sklearn.neighbors.KernelDensity`), so ``score_samples`` is that
-    closed form and model selection over ``bandwidth`` works as for a KDE.
+    integrators from N(0, I) down to the noise floor sigma/alpha = ``bandwidth``,
+    in the internal coordinates (``coordinates``).  With exact scores and
+    ``data_bandwidth=0`` the exact flow ends at the Gaussian KDE of bandwidth
+    ``bandwidth`` in those coordinates (on standardised data, the law of
+    :class:`~sklearn.neighbors.KernelDensity` with that bandwidth), so
+    ``score_samples`` is that closed form and model selection over
+    ``bandwidth`` works as for a KDE.
 
     Parameters
     ----------
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
-        Noise floor h in data units: sampling stops where sigma_t/alpha_t = h,
-        and the output law is the KDE of bandwidth h.  ``"auto"`` maximises
-        the held-out log-likelihood of that KDE (10-fold up to 2000 rows, one
-        1000-row hold-out beyond: about 20 exact engine passes); the rules
-        are scale-aware (see ``resolve_bandwidth``).  ``fit`` refuses an h
-        outside 1e-100 to 1e6 times the data scale.
+        Noise floor h in internal units (a multiple of the training data's
+        standard deviations, see ``coordinates``): sampling stops where
+        sigma_t/alpha_t = h, and the output law is the KDE of bandwidth h.
+        ``"auto"`` maximises the held-out log-likelihood of that KDE (10-fold
+        up to 2000 rows, one 1000-row hold-out beyond: about 20 exact engine
+        passes); ``"scott"`` and ``"silverman"`` are the rules of
+        ``resolve_bandwidth``.  ``fit`` refuses an h outside 1e-100 to 1e6.
+    coordinates : {"standardized", "whitened"}, default="standardized"
+        The internal coordinates, where the kernel is isotropic and lengths
+        (``bandwidth``, ``data_bandwidth``) are measured: the training data's
+        per-feature z-scores, or its whitened coordinates (identity
+        covariance).  Samples and densities are in data units.
     schedule : {"cosine", "linear"}, default="cosine"
         Variance-preserving noise schedule.
     n_steps : int or "auto", default=50
@@ -178,8 +185,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         by maximum likelihood (to all data for the unconditional score, per
         class for the conditional ones).
     data_bandwidth : float >= 0, default=0.0
-        h0: the data law is the training set (or Gaussian) convolved with
-        N(0, h0**2 I); the output law is then smoothed by sqrt(h**2 + h0**2).
+        h0, in internal units: the data law is the training set (or
+        Gaussian) convolved with N(0, h0**2 I) in the internal coordinates;
+        the output law is then smoothed by sqrt(h**2 + h0**2).
     n_neighbors : int or None, default=None
         Certified top-k: each query sums over its k nearest patterns only where
         the neglected mass is certified below ``tol`` (small noise); the engine
@@ -208,14 +216,16 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     Attributes
     ----------
     bandwidth_ : float
-        Resolved noise floor h in data units.
+        Resolved noise floor h in internal units.
     location_ : ndarray of shape (n_features,)
-        Centre of the internal coordinates (the training mean).
-    data_scale_ : float
-        Scale sigma_bar of the internal coordinates (root mean per-feature
-        variance).
-    noise_floor_ : float
-        h / sigma_bar, the noise floor in internal units.
+        Training mean: z = ((x - location_) / scale_) @ whitening_.
+    scale_ : ndarray of shape (n_features,)
+        Per-feature standard deviation of the training data (1 where a
+        feature is constant).
+    whitening_ : ndarray of shape (n_features, n_features)
+        The identity for ``coordinates="standardized"``, the symmetric
+        inverse square root of the training correlation matrix for
+        ``"whitened"``.
     n_steps_ : int
         Number of steps actually taken.
     order_ : int
@@ -295,13 +305,14 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     }
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "guidance_scale")
 
-    def __init__(self, *, bandwidth="auto", schedule="cosine", n_steps=50,
+    def __init__(self, *, bandwidth="auto", coordinates="standardized", schedule="cosine", n_steps=50,
                  n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
                  final_denoise=False, score_model="empirical", data_bandwidth=0.0,
                  n_neighbors=None, tol=1e-8, order=2, algorithm="auto", batch_size=1024,
                  n_jobs=None, random_state=None, verbose=0):
-        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
-                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
+                         batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
+                         verbose=verbose)
         self.schedule = schedule
         self.n_steps = n_steps
         self.n_steps_tol = n_steps_tol
@@ -322,17 +333,14 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         # (eta > 0) stay first order.
         self.order_ = 2 if self.order == 2 and self.eta == 0 else 1
         codes, classes = encode_fit_labels(X, y)
-        self.location_, self.data_scale_ = data_location_scale(X)
-        Z = (X - self.location_) / self.data_scale_
-        self.bandwidth_ = check_bandwidth_range(
-            resolve_bandwidth(self.bandwidth, Z, self.data_scale_), self.data_scale_)
-        self.noise_floor_ = self.bandwidth_ / self.data_scale_
+        Z = self._fit_coordinates(X)
+        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z))
         for name in ("classes_", "posterior_", "mean_", "covariance_",
                      "class_means_", "class_covariances_"):
             self.__dict__.pop(name, None)
         if classes is not None:
             self.classes_ = classes
-        h0_sq = (self.data_bandwidth / self.data_scale_) ** 2
+        h0_sq = float(self.data_bandwidth) ** 2
         if self.score_model == "empirical":
             self.score_model_ = EmpiricalScore(
                 Z, codes, h0_sq, n_neighbors=self.n_neighbors, tol=self.tol,
@@ -340,12 +348,11 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             self.posterior_ = self.score_model_.posterior
         else:
             self.score_model_ = GaussianScore(Z, codes, h0_sq)
-            self.__dict__.update(_gaussians_in_data_units(
-                self.score_model_, self.location_, self.data_scale_, classes))
+            self.__dict__.update(_gaussians_in_data_units(self, classes))
         self.n_steps_ = (int(self.n_steps) if self.n_steps != "auto"
                          else _plan_n_steps(self, Z, h0_sq))
         schedule = make_schedule(self.schedule)
-        self.time_grid_ = time_grid(schedule, self.n_steps_, self.noise_floor_,
+        self.time_grid_ = time_grid(schedule, self.n_steps_, self.bandwidth_,
                                     kind=self.timesteps)
         self.alphas_ = schedule.alpha(self.time_grid_)
         self.sigmas_ = schedule.sigma(self.time_grid_)
@@ -390,7 +397,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         parts = run_chunks(partial(self._dynamics().chunk, codes=codes, w=w), chunks, seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps_, desc="guided sampling")
-        return self.location_ + self.data_scale_ * np.vstack(parts)
+        return self._to_data(np.vstack(parts))
 
     # ---------------------------------------------------------------- scoring
     def score_samples(self, X, y=None, method="closed_form"):
@@ -402,7 +409,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         y : label or array-like of shape (n_samples,), default=None
             Class-conditional density of that class (each row's class).
         method : {"closed_form", "ode"}, default="closed_form"
-            ``"closed_form"``: the exact-flow law, a Gaussian KDE of bandwidth
+            ``"closed_form"``: the exact-flow law, a Gaussian KDE (internal coordinates) of bandwidth
             sqrt(h**2 + h0**2) (class-conditional with ``y``: the w = 1 law), or
             N(mean, cov + (h**2 + h0**2) I) for the Gaussian model.  ``"ode"``:
             the likelihood of the probability-flow ODE of the guided score with
@@ -423,23 +430,25 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         return score_by_class(lambda rows, k: self._score_rows(func, rows, k), X, codes)
 
     def _log_density(self, X, label):
-        Z = (X - self.location_) / self.data_scale_
-        return (self.score_model_.log_density(Z, self.noise_floor_**2, label)
-                - Z.shape[1] * np.log(self.data_scale_))
+        return (self.score_model_.log_density(self._to_internal(X), self.bandwidth_**2, label)
+                + self._log_jacobian())
 
     def _ode_log_density(self, X, label):
-        Z = (X - self.location_) / self.data_scale_
         log_p = probability_flow_log_density(
-            self.score_model_, Z, label, float(self.guidance_scale), self.alphas_[0],
-            self.sigmas_[0], self.noise_floor_)
-        return log_p - Z.shape[1] * np.log(self.data_scale_)
+            self.score_model_, self._to_internal(X), label, float(self.guidance_scale),
+            self.alphas_[0], self.sigmas_[0], self.bandwidth_)
+        return log_p + self._log_jacobian()
 
 
-def _gaussians_in_data_units(model, location, scale, classes):
+def _gaussians_in_data_units(est, classes):
     """The fitted Gaussian(s) of a GaussianScore as public attributes, data units."""
+    # x - location_ = z M with M = whitening_^-1 diag(scale_).
+    M = np.linalg.solve(est.whitening_, np.diag(est.scale_))
+
     def to_data(label):
-        mean, cov = model.mean_covariance(label)
-        return location + scale * mean, scale**2 * cov
+        mean, cov = est.score_model_.mean_covariance(label)
+        with np.errstate(over="ignore"):  # inf where the data's variance is (near 1e155)
+            return est._to_data(mean[None, :])[0], M.T @ cov @ M
 
     out = dict(zip(("mean_", "covariance_"), to_data(None)))
     if classes is not None:
@@ -455,7 +464,7 @@ def _plan_n_steps(est, Z, h0_sq):
     lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None) + h0_sq
     tol = est.n_steps_tol * np.sqrt(Z.shape[1])
     try:
-        return plan_n_steps(lam, tol, noise_floor=est.noise_floor_, schedule=est.schedule,
+        return plan_n_steps(lam, tol, noise_floor=est.bandwidth_, schedule=est.schedule,
                             timesteps=est.timesteps, eta=est.eta,
                             final_denoise=est.final_denoise, max_steps=_AUTO_MAX_STEPS)
     except ValueError:

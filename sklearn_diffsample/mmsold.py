@@ -20,13 +20,11 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.linalg import eigh
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import (
     BaseDiffusionDensity,
     check_bandwidth_range,
-    data_location_scale,
     index_seed,
     resolve_bandwidth,
 )
@@ -57,9 +55,6 @@ _CAL_MIN = 100
 # log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
 _POOR_LOG_Z_SE = 0.05
-# The data's spread, in its own units, within which squared distances and the
-# squared bandwidth stay normal float64 numbers (MM-SOLD works in data units).
-_SPREAD_RANGE = (1e-50, 1e50)
 # h * lambda_max(Sigma*) / delta^2 of step_size="auto", and the warning level.
 _AUTO_STIFFNESS = 0.5
 _MAX_STIFFNESS = 2.0
@@ -129,7 +124,7 @@ def em_step(Y, G_Y, h, xi_new):
 
 @dataclass
 class _Dynamics:
-    """Everything a chunk needs, in working coordinates (picklable for process workers)."""
+    """Everything a chunk needs, in internal coordinates (picklable for process workers)."""
 
     posterior: PatternPosterior
     s2: float
@@ -200,20 +195,6 @@ def _calibration_swarm(size, rng, report, dynamics):
 
 
 # ------------------------------------------------------------ fit helpers
-def _partial_whitening(X, k):
-    """Symmetric T such that (X - mean) T has covariance eigenvalues
-    (lambda_1, ..., lambda_k, lambda_{k+1}, ..., lambda_{k+1}): the top k
-    keep their values, the rest are lifted to lambda_{k+1}."""
-    w, U = eigh(np.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1]))
-    w, U = w[::-1], U[:, ::-1]
-    d = len(w)
-    if k >= d or w[0] <= 0:
-        return np.eye(d)
-    w = np.maximum(w, w[0] * 1e-12)
-    lifted = np.concatenate([w[:k], np.full(d - k, w[k])])
-    return (U * np.sqrt(lifted / w)) @ U.T
-
-
 def _median_nn_distance(X, rng):
     """Median distance from a pattern to its nearest other pattern (0 if mostly duplicates)."""
     n = X.shape[0]
@@ -241,11 +222,13 @@ def _swarm_and_draws(d, batch_size, n_smoothing_draws):
     return swarm_size, n_draws
 
 
-def _resolve_scales(W, bandwidth, smoothing, centre, spread):
+def _resolve_scales(Z, bandwidth, smoothing):
     """delta from a number or a rule ("auto": held-out likelihood of pi_delta),
-    and sigma from a number or "auto" (= delta)."""
-    delta = resolve_bandwidth(bandwidth, (W - centre) / spread, spread)
+    and sigma from a number or "auto" (= delta), both checked."""
+    delta = check_bandwidth_range(resolve_bandwidth(bandwidth, Z))
     sigma = delta if smoothing == "auto" else float(smoothing)
+    if sigma > 0:
+        check_bandwidth_range(sigma, name="smoothing")
     return float(delta), float(sigma)
 
 
@@ -260,17 +243,6 @@ def _step_size(step_size, Sigma, delta):
             f"{h * lam_max / delta**2:.2f} > {_MAX_STIFFNESS}: the dynamics may be "
             f"unstable. Use step_size='auto' ({auto:.3g}).", UserWarning, stacklevel=5)
     return h
-
-
-def _check_spread(spread):
-    low, high = _SPREAD_RANGE
-    if not low <= spread <= high:
-        raise ValueError(
-            f"The data's spread is {spread:.3g}; MMSOLDSampler works in the data's own "
-            f"units and needs a spread between {low:g} and {high:g}, where squared "
-            "distances stay representable in float64. Rescale X first, for example "
-            "with TransformedDensity(StandardScaler(), MMSOLDSampler())."
-        )
 
 
 def _n_importance_draws(n_patterns):
@@ -300,10 +272,10 @@ def _calibrate(est, swarm_seed, draw_seed):
     # are sparser than delta (beyond 2-D) so that it has no holes.
     b = max(est.bandwidth_, _median_nn_distance(particles, rng))
     log_z, ess, se = importance_log_normalizer(
-        est._tilted_energy, DefensiveProposal(particles, b, est.target_mean_, est.swarm_scale_),
+        est._tilted_energy, DefensiveProposal(particles, b, est.swarm_mean_, est.swarm_scale_),
         _n_importance_draws(est.posterior_.n_patterns), rng, rows=est._score_rows)
     # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
-    est.log_normalizer_ = log_z - float(est.tilt_linear_ @ est.target_mean_)
+    est.log_normalizer_ = log_z - float(est.tilt_linear_ @ est.swarm_mean_)
     est.calibration_ess_, est.log_normalizer_se_ = ess, se
     if ess < _POOR_ESS or se > _POOR_LOG_Z_SE:
         warnings.warn(
@@ -330,10 +302,11 @@ class MMSOLDSampler(BaseDiffusionDensity):
     Parameters
     ----------
     bandwidth : float, "auto", "scott" or "silverman", default="auto"
-        delta, the KDE bandwidth of the potential.  "auto" maximises the
-        held-out log-likelihood of pi_delta (in working coordinates; about
-        20 exact engine passes); the rules are scale-aware (see
-        ``resolve_bandwidth``).
+        delta, the KDE bandwidth of the potential, in internal units (a
+        multiple of the training data's standard deviations, see
+        ``coordinates``).  "auto" maximises the held-out log-likelihood of
+        pi_delta (about 20 exact engine passes); "scott" and "silverman" are
+        the rules of ``resolve_bandwidth``.
     smoothing : float >= 0 or "auto", default="auto"
         sigma, the width of the log-domain smoothing.  "auto" is delta (see
         Notes).  0 gives Langevin on pi_delta itself, whose density is then
@@ -355,7 +328,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         order for the invariant law) or Euler-Maruyama.  Read at each
         ``sample``; the calibration swarm uses the value set at ``fit``.
     step_size : float or "auto", default="auto"
-        h, in working coordinates, where the drift -Sigma* grad V has
+        h, in internal coordinates, where the drift -Sigma* grad V has
         stiffness lambda_max(Sigma*)/delta^2.  "auto" is
         h = 0.5 delta^2 / lambda_max(Sigma*); beyond a stiffness ratio of
         about 2 the dynamics degrade and a warning is issued.  Particles relax
@@ -365,11 +338,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         swarm runs the value set at ``fit``.  With the "auto" step size a
         particle diffuses about delta per step, so 50 steps relax the swarm
         well past the kernel's width.
-    whiten : int or None, default=None
-        None: raw coordinates.  An int k: partial whitening; covariance
-        eigenvalues past the k-th are lifted to the (k+1)-th before the
-        dynamics, and samples are mapped back.  delta and sigma then live in
-        the whitened coordinates.
     interaction : {"swarm", "independent", "sold"}, default="swarm"
         Read at each ``sample``.  "swarm": moment-matched interacting swarms.
         "independent": uncoupled particles on the calibrated tilted energy
@@ -378,6 +346,11 @@ class MMSOLDSampler(BaseDiffusionDensity):
         score-smoothed Langevin particles on V alone, without moment matching
         (the paper's SOLD baseline; their law exp(-V) is not the one
         ``score_samples`` describes).
+    coordinates : {"standardized", "whitened"}, default="standardized"
+        The internal coordinates, where the kernel is isotropic and lengths
+        (``bandwidth``, ``smoothing``, ``step_size``) are measured: the
+        training data's per-feature z-scores, or its whitened coordinates
+        (identity covariance).  Samples and densities are in data units.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
         Neighbour index of the "knn" estimator.
     batch_size : int or None, default=None
@@ -412,24 +385,34 @@ class MMSOLDSampler(BaseDiffusionDensity):
     calibration_size_ : int
         Particles of the calibration swarm: ``batch_size`` when given, else
         max(5 (d + 1), min(``swarm_size_``, max(100, 4 n_samples_fit))).
-    target_mean_ : ndarray of shape (n_features,)
-        mu*, in data coordinates.
-    target_covariance_ : ndarray of shape (n_features, n_features)
-        Sigma* mapped to data coordinates (data covariance + delta^2 I when
-        ``whiten=None``); every full swarm has exactly these moments.
+    location_ : ndarray of shape (n_features,)
+        Training mean: z = ((x - location_) / scale_) @ whitening_.
+    scale_ : ndarray of shape (n_features,)
+        Per-feature standard deviation of the training data (1 where a
+        feature is constant).
     whitening_ : ndarray of shape (n_features, n_features)
-        Symmetric T of the working coordinates z = mu + (x - mu) T.
+        The identity for ``coordinates="standardized"``, the symmetric
+        inverse square root of the training correlation matrix for
+        ``"whitened"``.
+    target_mean_ : ndarray of shape (n_features,)
+        mu*, in data units.
+    target_covariance_ : ndarray of shape (n_features, n_features)
+        Sigma* in data units (the data covariance plus delta^2 times the
+        internal unit, mapped back); every full swarm has exactly these
+        moments.
+    swarm_mean_ : ndarray of shape (n_features,)
+        mu* in internal coordinates.
     swarm_scale_ : ndarray of shape (n_features, n_features)
-        A = Sigma*^(1/2), symmetric, in working coordinates: a swarm is
+        A = Sigma*^(1/2), symmetric, in internal coordinates: a swarm is
         mu* + Y A with Y on the centred scaled Stiefel set.
     posterior_ : PatternPosterior
-        The engine over the (working-coordinate) patterns.
+        The engine over the patterns in internal coordinates.
     tilt_linear_ : ndarray of shape (n_features,)
-        lambda of the limit law (working coordinates); 0 when sigma = 0.
+        lambda of the limit law (internal coordinates); 0 when sigma = 0.
     tilt_quadratic_ : ndarray of shape (n_features, n_features)
         Lambda of the limit law; 0 when sigma = 0.
     log_normalizer_ : float
-        log Z(lambda, Lambda) of rho (working coordinates, with the fixed
+        log Z(lambda, Lambda) of rho (internal coordinates, with the fixed
         smoothing draws); log 1 = 0 when sigma = 0.
     log_normalizer_se_ : float
         Estimated standard error of ``log_normalizer_`` (delta method,
@@ -508,7 +491,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         "integrator": [StrOptions({"lm", "em"})],
         "step_size": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
-        "whiten": [Interval(Integral, 0, None, closed="left"), None],
         "interaction": [StrOptions({"swarm", "independent", "sold"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
@@ -520,11 +502,12 @@ class MMSOLDSampler(BaseDiffusionDensity):
 
     def __init__(self, *, bandwidth="auto", smoothing="auto", n_smoothing_draws="auto",
                  score_estimator="auto", n_neighbors=50, n_remainder=50, integrator="lm",
-                 step_size="auto", n_steps=50, whiten=None, interaction="swarm",
+                 step_size="auto", n_steps=50, interaction="swarm", coordinates="standardized",
                  algorithm="auto", batch_size=None, n_jobs=None, random_state=None,
                  verbose=0):
-        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
-                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
+                         batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
+                         verbose=verbose)
         self.smoothing = smoothing
         self.n_smoothing_draws = n_smoothing_draws
         self.score_estimator = score_estimator
@@ -533,7 +516,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self.integrator = integrator
         self.step_size = step_size
         self.n_steps = n_steps
-        self.whiten = whiten
         self.interaction = interaction
 
     # ----------------------------------------------------------------- fit
@@ -542,33 +524,29 @@ class MMSOLDSampler(BaseDiffusionDensity):
         n, d = X.shape
         swarm_size, n_draws = _swarm_and_draws(d, self.batch_size, self.n_smoothing_draws)
         seeds = seed_sequence(self.random_state).spawn(4)
-        centre, spread = data_location_scale(X)
-        _check_spread(spread)
-        T = np.eye(d) if self.whiten is None else _partial_whitening(X, self.whiten)
-        W = X if self.whiten is None else centre + (X - centre) @ T
-        delta, sigma = _resolve_scales(W, self.bandwidth, self.smoothing, centre, spread)
-        check_bandwidth_range(delta, spread)
-        if sigma > 0:
-            check_bandwidth_range(sigma, spread, name="smoothing")
+        Z = self._fit_coordinates(X)
+        delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing)
         estimator = self.score_estimator
         if estimator == "auto":
             estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "knn"
         posterior = PatternPosterior(
-            W, algorithm=self.algorithm if estimator == "knn" else None,
+            Z, algorithm=self.algorithm if estimator == "knn" else None,
             random_state=index_seed(np.random.default_rng(seeds[1])))
-        Sigma = np.cov(W, rowvar=False, bias=True).reshape(d, d) + delta**2 * np.eye(d)
+        mu = Z.mean(axis=0)
+        Sigma = np.cov(Z, rowvar=False, bias=True).reshape(d, d) + delta**2 * np.eye(d)
         A, A_inv = symmetric_sqrt(Sigma)
         h = _step_size(self.step_size, Sigma, delta)
         self.bandwidth_, self.smoothing_, self.n_smoothing_draws_ = delta, sigma, n_draws
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
         self.calibration_size_ = swarm_size if self.batch_size is not None else max(
             5 * (d + 1), min(swarm_size, max(_CAL_MIN, _CAL_PER_PATTERN * n)))
-        self.whitening_ = T
-        self.target_mean_ = centre
-        T_inv = np.linalg.inv(T)
-        self.target_covariance_ = T_inv @ Sigma @ T_inv
+        # x - location_ = z M, M = whitening_^-1 diag(scale_).
+        M = np.linalg.solve(self.whitening_, np.diag(self.scale_))
+        self.target_mean_ = self._to_data(mu[None, :])[0]
+        with np.errstate(over="ignore"):  # inf where the data's variance is (near 1e155)
+            self.target_covariance_ = M.T @ Sigma @ M
         self.posterior_ = posterior
-        self.swarm_scale_ = A
+        self.swarm_mean_, self.swarm_scale_ = mu, A
         _calibrate(self, seeds[2], seeds[3])
         return self
 
@@ -580,7 +558,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _dynamics(self):
         return _Dynamics(
             posterior=self.posterior_, s2=self.bandwidth_**2, sigma=self.smoothing_,
-            n_draws=self.n_smoothing_draws_, knn=self._knn(), mu=self.target_mean_,
+            n_draws=self.n_smoothing_draws_, knn=self._knn(), mu=self.swarm_mean_,
             A=self.swarm_scale_, A_inv=np.linalg.inv(self.swarm_scale_), h=self.step_size_,
             n_steps=self.n_steps,
             integrator=self.integrator,
@@ -589,36 +567,26 @@ class MMSOLDSampler(BaseDiffusionDensity):
 
     # -------------------------------------------------------- calibration
     def _tilted_energy(self, Z):
-        """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2 (working coordinates)."""
+        """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2 (internal coordinates)."""
         knn = self._knn()
         V = _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
                              self.smoothing_ * self.score_noise_,
                              None if knn is None else knn[0])
-        R = Z - self.target_mean_
+        R = Z - self.swarm_mean_
         return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
             "nd,de,ne->n", R, self.tilt_quadratic_, R)
 
     # ------------------------------------------------------------ scoring
-    def _to_working(self, X):
-        if self.whiten is None:
-            return X
-        return self.target_mean_ + (X - self.target_mean_) @ self.whitening_
-
-    def _to_data(self, Z):
-        if self.whiten is None:
-            return Z
-        return self.target_mean_ + np.linalg.solve(self.whitening_, (Z - self.target_mean_).T).T
-
     def _score_samples(self, X):
-        Z = self._to_working(X)
+        Z = self._to_internal(X)
         if self.smoothing_ == 0:
             knn = self._knn()
             log_rho = self.posterior_.log_density(Z, self.bandwidth_**2, n_neighbors=None
                                                   if knn is None else knn[0])
         else:
             log_rho = (-self._tilted_energy(Z) - self.log_normalizer_
-                       - float(self.tilt_linear_ @ self.target_mean_))
-        return log_rho + float(np.linalg.slogdet(self.whitening_)[1])
+                       - float(self.tilt_linear_ @ self.swarm_mean_))
+        return log_rho + self._log_jacobian()
 
     # ----------------------------------------------------------- sampling
     def _sample(self, n_samples, seed):

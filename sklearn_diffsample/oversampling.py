@@ -19,8 +19,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from ._base import BANDWIDTH_RULES
+from ._base import BANDWIDTH_RULES, data_location_scale, resolve_bandwidth
 from ._conditional import encode_fit_labels
+from ._coordinates import fit_coordinates, to_internal
 from ._parallel import seed_sequence
 from .guided import GuidedDiffusionSampler
 
@@ -81,8 +82,9 @@ class DiffusionOverSampler(BaseEstimator):
         w of the class guidance: 1 samples the class's KDE, > 1 extrapolates
         away from the other classes.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
-        The samplers' bandwidth in data units; a rule is evaluated per class,
-        on that class's rows.
+        The samplers' bandwidth, in the internal units of a sampler fitted on
+        all rows (multiples of X's per-feature standard deviations); a rule
+        is evaluated per class, on that class's rows in those units.
     n_steps : int, default=50
         Integrator steps of the samplers.
     random_state : int, RandomState, Generator or None, default=None
@@ -97,7 +99,7 @@ class DiffusionOverSampler(BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Class labels seen by ``fit``.
     bandwidths_ : dict
-        The bandwidth (data units) of each class that was topped up.
+        The bandwidth (internal units) of each class that was topped up.
     samplers_ : dict
         The fitted :class:`GuidedDiffusionSampler` of each class topped up.
 
@@ -157,14 +159,19 @@ class DiffusionOverSampler(BaseEstimator):
         self.sampling_strategy_ = {c: n for c, n in
                                    target_counts(self.sampling_strategy, counts).items()}
         self.samplers_, self.bandwidths_ = {}, {}
+        # A class's bandwidth is chosen on its rows in the internal
+        # coordinates of the samplers, which are fitted on all rows.
+        coordinates = GuidedDiffusionSampler().coordinates
+        location, scale = data_location_scale(X, axis=0)
+        Z = to_internal(X, location, scale, fit_coordinates(X, coordinates, location, scale))
         for label, n_new in self.sampling_strategy_.items():
             if n_new <= 0:
                 continue
-            rows = X[y == label]
-            h = GuidedDiffusionSampler(bandwidth=self.bandwidth, n_steps=1).fit(rows).bandwidth_
+            h = resolve_bandwidth(self.bandwidth, Z[y == label])
             self.bandwidths_[label] = h
             self.samplers_[label] = GuidedDiffusionSampler(
-                bandwidth=h, n_steps=self.n_steps, n_jobs=self.n_jobs).fit(X, y)
+                bandwidth=h, coordinates=coordinates, n_steps=self.n_steps,
+                n_jobs=self.n_jobs).fit(X, y)
         return self
 
     def fit_resample(self, X, y):

@@ -32,10 +32,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import (
     BaseDiffusionDensity,
     check_bandwidth_range,
-    data_location_scale,
     index_seed,
     resolve_bandwidth,
 )
+from ._coordinates import offset_to_data
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
 
@@ -159,22 +159,28 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     path (which samples the true law exactly) on a 1/sqrt(p) scale.  Each
     sample runs the full-set path and 2K half-set paths with identical noise
     and returns ``x_full + c (mean(half paths) - x_full)``, smoothed by
-    ``bandwidth``.  Everything runs on per-feature z-scores with an isotropic
-    kernel.
+    ``bandwidth``.  Everything runs in the internal coordinates
+    (``coordinates``) with an isotropic kernel.
 
     Parameters
     ----------
     beta : float, default=0.4
-        Bridge length (the reference's imaginary time), in standardised units
+        Bridge length (the reference's imaginary time), in internal units
         (the paper's sigma_T = 5, beta = 10 is 0.4).
     n_steps : int, default=100
         Steps of the backward path; dtau = beta / n_steps.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
-        Std h of the Gaussian added to every endpoint, in standardised units;
-        the rules are evaluated on the standardised training data.  ``"auto"``
-        maximises the held-out log-likelihood of the Gaussian KDE of the
-        standardised patterns (about 20 exact engine passes; see
-        ``GuidedDiffusionSampler``).
+        Std h of the Gaussian added to every endpoint, in internal units (a
+        multiple of the training data's standard deviations, see
+        ``coordinates``).  ``"auto"`` maximises the held-out log-likelihood of
+        the Gaussian KDE of the patterns (about 20 exact engine passes; see
+        ``GuidedDiffusionSampler``); "scott" and "silverman" are the rules of
+        ``resolve_bandwidth``.
+    coordinates : {"standardized", "whitened"}, default="standardized"
+        The internal coordinates, where the kernel is isotropic and lengths
+        (``bandwidth``, ``beta``, ``reference``) are measured: the training
+        data's per-feature z-scores, or its whitened coordinates (identity
+        covariance).  Samples and densities are in data units.
     extrapolation : {"halves", "richardson", "none", "exact"}, default="halves"
         ``"halves"``: x_full + c (mean of the 2K half paths - x_full), c =
         ``extrapolation_coef``, K = ``n_splits``.  ``"richardson"``: the naive
@@ -197,7 +203,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         paper's 1-D setting earlier extrapolation removed less of the error
         (:func:`path_direction`, :ref:`design-path`).
     reference : None or tuple (mean, scale), default=None
-        Law N(mean, scale^2 I) of x_beta in standardised units; None is N(0, I).
+        Law N(mean, scale^2 I) of x_beta in internal units; None is N(0, I).
         ``mean`` is a float or an array of shape (n_features,), ``scale`` > 0.
     n_reference_samples : int or "auto", default="auto"
         Number M of endpoints drawn at fit for ``score_samples``; "auto" is
@@ -218,23 +224,28 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     Attributes
     ----------
     bandwidth_ : float
-        Resolved kernel std h (standardised units); ``fit`` refuses an h
+        Resolved kernel std h (internal units); ``fit`` refuses an h
         outside 1e-100 to 1e6.
     location_ : ndarray of shape (n_features,)
-        Per-feature mean of the training data.
+        Training mean: z = ((x - location_) / scale_) @ whitening_.
     scale_ : ndarray of shape (n_features,)
-        Per-feature std of the training data (1 where it is 0).
+        Per-feature standard deviation of the training data (1 where a
+        feature is constant).
+    whitening_ : ndarray of shape (n_features, n_features)
+        The identity for ``coordinates="standardized"``, the symmetric
+        inverse square root of the training correlation matrix for
+        ``"whitened"``.
     patterns_ : ndarray of shape (n_samples, n_features)
         The training rows (data units), which the tower sampler returns.
     posterior_ : PatternPosterior
-        The engine over the standardised training rows.
+        The engine over the training rows in internal coordinates.
     endpoint_posterior_ : PatternPosterior
-        The engine over the standardised endpoints, the kernel centres of
+        The engine over the endpoints in internal coordinates, the kernel centres of
         ``score_samples``.
     reference_mean_ : ndarray of shape (n_features,)
-        Mean of the reference law (standardised units).
+        Mean of the reference law (internal units).
     reference_scale_ : float
-        Std of the reference law (standardised units).
+        Std of the reference law (internal units).
     n_reference_samples_ : int
         Resolved M.
     endpoints_ : ndarray of shape (`n_reference_samples_`, n_features)
@@ -304,12 +315,14 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         "tau_ex": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, *, beta=0.4, n_steps=100, bandwidth="auto", extrapolation="halves",
+    def __init__(self, *, beta=0.4, n_steps=100, bandwidth="auto", coordinates="standardized",
+                 extrapolation="halves",
                  n_splits=8, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
                  batch_size=1024, n_jobs=None, random_state=None, verbose=0):
-        super().__init__(bandwidth=bandwidth, algorithm=algorithm, batch_size=batch_size,
-                         n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
+                         batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
+                         verbose=verbose)
         self.beta = beta
         self.n_steps = n_steps
         self.extrapolation = extrapolation
@@ -332,12 +345,9 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
             )
         ref_mean, ref_scale = _check_reference(self.reference, d)
         _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
-        location, scale = data_location_scale(X, axis=0)
-        Z = (X - location) / scale
-
-        self.location_, self.scale_ = location, scale
+        Z = self._fit_coordinates(X)
         self.reference_mean_, self.reference_scale_ = ref_mean, ref_scale
-        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z), 1.0)
+        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z))
         self.patterns_ = X
         seed = seed_sequence(self.random_state)
         self.posterior_ = PatternPosterior(
@@ -349,14 +359,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
             m = min(_AUTO_REFERENCE_PER_PATTERN * n, _AUTO_REFERENCE_CAP)
         self.n_reference_samples_ = int(m)
         self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
-        self.endpoint_posterior_ = PatternPosterior((self.endpoints_ - location) / scale)
+        self.endpoint_posterior_ = PatternPosterior(self._to_internal(self.endpoints_))
         return self
 
     # ------------------------------------------------------------- density
     def _score_samples(self, X):
-        Z = (X - self.location_) / self.scale_
-        return (self.endpoint_posterior_.log_density(Z, self.bandwidth_**2)
-                - np.sum(np.log(self.scale_)))
+        return (self.endpoint_posterior_.log_density(self._to_internal(X), self.bandwidth_**2)
+                + self._log_jacobian())
 
     # -------------------------------------------------------------- sampling
     def _sample(self, n_samples, seed):
@@ -393,12 +402,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         if self.extrapolation == "exact":
             x = self._tower_chunk(size, rng, report)
             if smooth:
-                x = x + self.bandwidth_ * rng.standard_normal(x.shape) * self.scale_
+                x = x + offset_to_data(self.bandwidth_ * rng.standard_normal(x.shape),
+                                       self.scale_, self.whitening_)
             return x
         x = self._path_chunk(size, rng, report)
         if smooth:
             x = x + self.bandwidth_ * rng.standard_normal(x.shape)
-        return x * self.scale_ + self.location_
+        return self._to_data(x)
 
     def _start(self, size, rng):
         d = self.n_features_in_
@@ -414,7 +424,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         return halves
 
     def _path_chunk(self, size, rng, report):
-        """Standardised endpoints of ``size`` samples (full and half paths)."""
+        """Endpoints of ``size`` samples in internal coordinates (full and half paths)."""
         x_beta = self._start(size, rng)
         posteriors = [self.posterior_]
         if self.extrapolation in ("halves", "richardson"):

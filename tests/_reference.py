@@ -26,3 +26,20 @@ def brute_kde_log_density(queries, patterns, bandwidth):
     log_norm, _, _ = brute_posterior(queries, patterns, bandwidth**2)
     n, d = np.shape(patterns)
     return log_norm - np.log(n) - 0.5 * d * np.log(2.0 * np.pi * bandwidth**2)
+
+
+def zscore_stats(X):
+    """Per-feature mean and standard deviation (1 for a constant feature)."""
+    X = np.asarray(X, dtype=np.float64)
+    std = X.std(axis=0)
+    return X.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def standardized_kde_log_density(queries, patterns, bandwidth, fitted_on=None):
+    """The KDE of bandwidth h in per-feature z-scores, as a density in data
+    units: each feature's kernel width is h times its standard deviation.
+    The z-scores are those of ``fitted_on`` (default: the patterns)."""
+    patterns = np.asarray(patterns, dtype=np.float64)
+    mean, std = zscore_stats(patterns if fitted_on is None else fitted_on)
+    return (brute_kde_log_density((np.asarray(queries) - mean) / std, (patterns - mean) / std,
+                                  bandwidth) - np.sum(np.log(std)))

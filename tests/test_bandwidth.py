@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sklearn_diffsample import GuidedDiffusionSampler, PathExtrapolationDensity
+from sklearn_diffsample import GuidedDiffusionSampler, MMSOLDSampler, PathExtrapolationDensity
 from sklearn_diffsample._bandwidth import _splits, heldout_bandwidth
 
 from ._reference import brute_kde_log_density
@@ -36,13 +36,18 @@ def test_the_rule_follows_the_data_scale_and_ignores_duplicates():
     np.testing.assert_allclose(heldout_bandwidth(np.vstack([Z, Z[:50]])), h, rtol=1e-12)
 
 
-def test_auto_is_the_default_and_follows_each_estimators_units():
+def test_auto_is_the_default_and_is_in_one_unit_for_every_estimator():
     X = np.random.default_rng(1).normal(size=(150, 2)) * [1.0, 10.0] + 5.0
-    guided = GuidedDiffusionSampler(n_steps=3).fit(X)
-    scale = np.sqrt(np.mean(X.var(axis=0)))
-    # Data units: the rule on the isotropically rescaled data, scaled back.
-    np.testing.assert_allclose(guided.bandwidth_,
-                               scale * heldout_bandwidth((X - X.mean(0)) / scale), rtol=1e-9)
-    path = PathExtrapolationDensity(n_steps=3, n_splits=1, n_reference_samples=20).fit(X)
-    np.testing.assert_allclose(path.bandwidth_,
-                               heldout_bandwidth((X - X.mean(0)) / X.std(0)), rtol=1e-9)
+    # Internal units: the rule on the per-feature z-scores, for all three.
+    expected = heldout_bandwidth((X - X.mean(0)) / X.std(0))
+    for est in (GuidedDiffusionSampler(n_steps=3),
+                PathExtrapolationDensity(n_steps=3, n_splits=1, n_reference_samples=20),
+                MMSOLDSampler(smoothing=0.0, n_steps=2, batch_size=20)):
+        np.testing.assert_allclose(est.fit(X).bandwidth_, expected, rtol=1e-9)
+    # Whitened coordinates: the rule on the whitened data.
+    C = np.cov(((X - X.mean(0)) / X.std(0)).T, bias=True)
+    lam, V = np.linalg.eigh(C)
+    W = (V / np.sqrt(lam)) @ V.T
+    whitened = GuidedDiffusionSampler(n_steps=3, coordinates="whitened").fit(X)
+    np.testing.assert_allclose(whitened.bandwidth_,
+                               heldout_bandwidth((X - X.mean(0)) / X.std(0) @ W), rtol=1e-9)

@@ -102,7 +102,7 @@ def test_module_entry_point_reports_usage_errors():
     (["--random-state", "-1"], "'-1' is not an integer >= 0"),
     (["--n", "-3"], "'-3' is not an integer >= 0"),
     (["--cv", "1"], "'1' is not an integer >= 2"),
-    (["--method", "mmsold", "--bandwidth", "1e-300"], "times the data scale"),
+    (["--method", "mmsold", "--bandwidth", "1e-300"], "is outside 1e-100 to 1e+06"),
     (["--output", "{tmp}"], "is a folder"),
     (["--input", "{tmp}"], "is a folder, not a file"),
     (["--cv", "5", "--input", "{four}"], "--cv 5 needs at least 5 data rows"),

@@ -22,7 +22,7 @@ NON_DEFAULT = {
     ],
     "MMSOLDSampler": [
         dict(n_steps=4, batch_size=30),
-        dict(smoothing=0.0, integrator="em", whiten=1, interaction="independent",
+        dict(smoothing=0.0, integrator="em", coordinates="whitened", interaction="independent",
              score_estimator="knn", algorithm="brute", n_neighbors=5, n_remainder=5,
              n_steps=3, batch_size=20),
     ],

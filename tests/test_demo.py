@@ -13,9 +13,10 @@ def test_quick_demo_writes_its_table_and_figure(tmp_path, capsys):
     for name in results:
         assert f"| {name} |" in out
     rows = {name: row for name, (_, row) in results.items()}
-    # The guided sampler's law at bandwidth h is the KDE of bandwidth h.
-    assert abs(rows["GuidedDiffusionSampler"]["held-out log-lik"]
-               - rows["KernelDensity (CV)"]["held-out log-lik"]) < 1e-8
+    # At its default bandwidth ("auto") the guided sampler's KDE is as good as
+    # KernelDensity tuned by 5-fold CV: within 0.05 nats per dimension.
+    assert (rows["GuidedDiffusionSampler"]["held-out log-lik"]
+            >= rows["KernelDensity (CV)"]["held-out log-lik"] - 0.05 * 2)
     for name, (samples, row) in results.items():
         assert samples.shape == (800, 2) and np.all(np.isfinite(samples)), name
         assert np.isfinite(row["held-out log-lik"])

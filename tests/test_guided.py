@@ -7,13 +7,15 @@ import pytest
 from scipy.stats import multivariate_normal
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KernelDensity, NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_diffsample.gaussian import grid_coefficients, plan_n_steps, sampler_covariance
 from sklearn_diffsample.guided import GuidedDiffusionSampler
 
 from sklearn_diffsample._likelihood import probability_flow_log_density
 
-from ._reference import brute_kde_log_density
+from ._reference import standardized_kde_log_density, zscore_stats
 
 
 def _two_circles(n_per_class=200, seed=0):
@@ -31,28 +33,31 @@ def circles():
 # --------------------------------------------------------- closed-form law
 def test_closed_form_is_the_float64_kde(circles):
     X, y = circles
-    X = 1000.0 * X + 50.0  # internal coordinates must not show in the results
+    X = [1000.0, 300.0] * X + 50.0  # internal coordinates must not show in the results
     queries = np.vstack([X[::37] + 3.0, 1000.0 * np.random.default_rng(1).normal(size=(20, 2)),
                          [[1e5, -1e5]]])  # far tails included
-    h, h0 = 40.0, 30.0
+    h, h0 = 0.04, 0.03  # in standard deviations of X
     est = GuidedDiffusionSampler(bandwidth=h, data_bandwidth=h0).fit(X, y)
     smooth = np.hypot(h, h0)
-    np.testing.assert_allclose(est.score_samples(queries),
-                               brute_kde_log_density(queries, X, smooth), rtol=1e-10)
+
+    def kde(rows):
+        return standardized_kde_log_density(queries, rows, smooth, fitted_on=X)
+
+    np.testing.assert_allclose(est.score_samples(queries), kde(X), rtol=1e-10)
     for c in (0, 1):
-        np.testing.assert_allclose(est.score_samples(queries, y=c),
-                                   brute_kde_log_density(queries, X[y == c], smooth),
+        np.testing.assert_allclose(est.score_samples(queries, y=c), kde(X[y == c]),
                                    rtol=1e-10)
     mixed = np.arange(len(queries)) % 2
-    expected = np.where(mixed == 0, brute_kde_log_density(queries, X[y == 0], smooth),
-                        brute_kde_log_density(queries, X[y == 1], smooth))
+    expected = np.where(mixed == 0, kde(X[y == 0]), kde(X[y == 1]))
     np.testing.assert_allclose(est.score_samples(queries, y=mixed), expected, rtol=1e-10)
     assert est.score(queries, y=mixed) == pytest.approx(expected.sum(), rel=1e-12)
-    # Near the data, where KernelDensity is itself accurate, they agree too.
-    kde = KernelDensity(bandwidth=h).fit(X)
+    # Near the data, where KernelDensity is itself accurate, it agrees on the
+    # z-scores, up to the log-Jacobian of standardising.
+    mean, std = zscore_stats(X)
     near = X[::11] + 10.0
+    theirs = KernelDensity(bandwidth=h).fit((X - mean) / std).score_samples((near - mean) / std)
     np.testing.assert_allclose(GuidedDiffusionSampler(bandwidth=h).fit(X).score_samples(near),
-                               kde.score_samples(near), rtol=1e-10)
+                               theirs - np.sum(np.log(std)), rtol=1e-10)
 
 
 def test_gaussian_model_closed_form(circles):
@@ -62,7 +67,7 @@ def test_gaussian_model_closed_form(circles):
     est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h,
                                  data_bandwidth=h0).fit(X, y)
     queries = np.random.default_rng(2).normal(size=(30, 2)) * 3.0
-    smooth = (h**2 + h0**2) * np.eye(2)
+    smooth = (h**2 + h0**2) * np.diag(zscore_stats(X)[1] ** 2)  # h, h0 in X's std units
     for c, rows in ((None, slice(None)), (0, y == 0), (1, y == 1)):
         part = X[rows]
         law = multivariate_normal(part.mean(axis=0), np.cov(part.T, bias=True) + smooth)
@@ -76,16 +81,22 @@ def test_grid_search_picks_the_kernel_density_bandwidth():
     grid = {"bandwidth": np.geomspace(0.05, 2.0, 9)}
     folds = KFold(5, shuffle=True, random_state=0)
     ours = GridSearchCV(GuidedDiffusionSampler(), grid, cv=folds).fit(X)
-    theirs = GridSearchCV(KernelDensity(), grid, cv=folds).fit(X)
-    assert ours.best_params_ == theirs.best_params_
-    brute = [np.mean([brute_kde_log_density(X[test], X[train], h).sum()
+    # KernelDensity on each training fold's z-scores: the same law, without
+    # the log-Jacobian, which is constant over the grid in each fold.
+    theirs = GridSearchCV(make_pipeline(StandardScaler(), KernelDensity()),
+                          {"kerneldensity__bandwidth": grid["bandwidth"]}, cv=folds).fit(X)
+    assert ours.best_index_ == theirs.best_index_
+    brute = [np.mean([standardized_kde_log_density(X[test], X[train], h).sum()
                       for train, test in folds.split(X)]) for h in grid["bandwidth"]]
     np.testing.assert_allclose(ours.cv_results_["mean_test_score"], brute, rtol=1e-10)
     # KernelDensity agrees where it is itself accurate (no far tails at h >= 0.3);
     # below, it loses nats in the underflowing tails and the brute force sides with us.
+    jacobian = np.mean([len(test) * np.sum(np.log(zscore_stats(X[train])[1]))
+                        for train, test in folds.split(X)])
     wide = grid["bandwidth"] >= 0.3
     np.testing.assert_allclose(ours.cv_results_["mean_test_score"][wide],
-                               theirs.cv_results_["mean_test_score"][wide], rtol=1e-9)
+                               theirs.cv_results_["mean_test_score"][wide] - jacobian,
+                               rtol=1e-9)
 
 
 # ---------------------------------------------------------------- guidance
@@ -106,7 +117,7 @@ def test_w0_and_w1_are_unconditional_and_conditional_bit_for_bit(eta):
     np.testing.assert_array_equal(est.sample(20, y=1, guidance_scale=0.0, random_state=5),
                                   uncond)
     alone = GuidedDiffusionSampler(**params).fit(class0)
-    assert alone.data_scale_ == est.data_scale_  # same internal coordinates
+    assert np.array_equal(alone.scale_, est.scale_)  # same internal coordinates
     np.testing.assert_array_equal(est.sample(20, y=0, guidance_scale=1.0, random_state=5),
                                   alone.sample(20, random_state=5))
     # Guidance is affine in w: w = 3 extrapolates the w = 0 -> 1 step of the denoiser.
@@ -169,10 +180,10 @@ def test_gaussian_model_equals_closed_forms(eta, final_denoise):
     X, y = np.vstack([X0, X1]), np.repeat([0, 1], [300, 200])
     est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.3, n_steps=10, eta=eta,
                                  final_denoise=final_denoise).fit(X, y)
-    loc, scale = est.location_, est.data_scale_
+    loc, scale = zscore_stats(X)
     for code, part in ((None, X), (0, X0), (1, X1)):
         mean_int = (part.mean(axis=0) - loc) / scale
-        cov_int = np.cov(part.T, bias=True) / scale**2
+        cov_int = np.cov(part.T, bias=True) / np.outer(scale, scale)
         law = sampler_covariance(mean_int, cov_int, est.alphas_, est.sigmas_, eta,
                                  final_denoise=final_denoise)
         mean, cov = _propagated_law(est, code, 1.0)
@@ -186,10 +197,11 @@ def test_gaussian_model_monte_carlo():
     X = rng.normal(size=(400, 2)) @ np.array([[1.5, 0.6], [0.0, 0.5]]) + [2.0, -3.0]
     est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.2, n_steps=10,
                                  eta=1.0, batch_size=20000).fit(X)
-    scale = est.data_scale_
-    law = sampler_covariance((X.mean(axis=0) - est.location_) / scale,
-                             np.cov(X.T, bias=True) / scale**2, est.alphas_, est.sigmas_, 1.0)
-    C, m = scale**2 * law.covariance, est.location_ + scale * law.mean
+    loc, scale = zscore_stats(X)
+    law = sampler_covariance((X.mean(axis=0) - loc) / scale,
+                             np.cov(X.T, bias=True) / np.outer(scale, scale),
+                             est.alphas_, est.sigmas_, 1.0)
+    C, m = np.outer(scale, scale) * law.covariance, loc + scale * law.mean
     M = 100_000
     S = est.sample(M, random_state=0)
     se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / M)
@@ -207,12 +219,12 @@ def test_ode_with_exact_prior_reproduces_the_closed_form(score_model):
     params = dict(score_model=score_model, bandwidth=0.3, data_bandwidth=0.1, n_steps=10)
     # logSNR grid: the start alpha_0 > 0, where the exact p_T replaces N(0, I).
     est = GuidedDiffusionSampler(timesteps="logsnr", **params).fit(X, y)
-    Z = (Q - est.location_) / est.data_scale_
-    jacobian = Q.shape[1] * np.log(est.data_scale_)
+    loc, scale = zscore_stats(X)
+    Z, jacobian = (Q - loc) / scale, np.sum(np.log(scale))
     for label, w, law in ((None, 1.0, None), (1, 1.0, 1), (0, 0.0, None)):
         ode = probability_flow_log_density(
             est.score_model_, Z, label, w, est.alphas_[0], est.sigmas_[0],
-            est.noise_floor_, start="marginal") - jacobian
+            est.bandwidth_, start="marginal") - jacobian
         np.testing.assert_allclose(ode, est.score_samples(Q, y=law), rtol=0, atol=1e-6)
     # With N(0, I) itself the law differs only through alpha_0 ~ 5e-5.
     np.testing.assert_allclose(est.score_samples(Q, y=1, method="ode"),
@@ -301,7 +313,7 @@ def test_internal_coordinates_make_sampling_scale_equivariant(circles):
     X, y = circles
     est = GuidedDiffusionSampler(bandwidth=0.05, n_steps=20, eta=0.3)
     small = est.fit(X, y).sample(50, y=1, guidance_scale=2.0, random_state=3)
-    big = est.set_params(bandwidth=500.0).fit(1e4 * X - 7.0, y).sample(
+    big = est.fit(1e4 * X - 7.0, y).sample(
         50, y=1, guidance_scale=2.0, random_state=3)
     np.testing.assert_allclose(big, 1e4 * small - 7.0, rtol=1e-9, atol=1e-9 * 1e4)
 
@@ -309,9 +321,9 @@ def test_internal_coordinates_make_sampling_scale_equivariant(circles):
 def test_auto_steps_and_exposed_grid(circles):
     X, _ = circles
     est = GuidedDiffusionSampler(bandwidth=0.05, n_steps="auto", n_steps_tol=0.03).fit(X)
-    Z = (X - X.mean(axis=0)) / est.data_scale_
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
     lam = np.linalg.eigvalsh(np.cov(Z.T, bias=True))
-    h = 0.05 / est.data_scale_
+    h = 0.05
     assert est.n_steps_ == plan_n_steps(lam, 0.03 * np.sqrt(2), noise_floor=h,
                                         timesteps="angle")
     alphas, sigmas = grid_coefficients(est.n_steps_, h, timesteps="angle")

@@ -15,7 +15,7 @@ from sklearn_diffsample.metrics import memorization, sliced_wasserstein
 from sklearn_diffsample.datasets import make_target
 from sklearn_diffsample.mmsold import MMSOLDSampler, smoothed_gradient
 
-from ._reference import brute_kde_log_density
+from ._reference import brute_kde_log_density, standardized_kde_log_density, zscore_stats
 
 # Each KS test below runs at level ALPHA; a test with k of them fails by chance
 # with probability <= k * ALPHA (Bonferroni), with fixed seeds it is deterministic.
@@ -81,7 +81,7 @@ def test_pull_back_gradient_matches_finite_differences():
 @pytest.mark.filterwarnings("ignore:The importance sampler")  # 5-step calibration
 @pytest.mark.parametrize("params", [
     dict(integrator="lm"),
-    dict(integrator="em", whiten=1, smoothing=0.3),
+    dict(integrator="em", coordinates="whitened", smoothing=0.3),
 ])
 def test_every_returned_swarm_has_the_target_moments(params):
     rng = np.random.default_rng(2)
@@ -90,9 +90,12 @@ def test_every_returned_swarm_has_the_target_moments(params):
                         **params).fit(X)
     mu = X.mean(axis=0)
     np.testing.assert_allclose(est.target_mean_, mu, atol=1e-12)
-    if "whiten" not in params:
-        np.testing.assert_allclose(est.target_covariance_,
-                                   np.cov(X.T, bias=True) + 0.09 * np.eye(3), atol=1e-12)
+    # delta = 0.3 data standard deviations per feature, or along the data's
+    # own covariance in whitened coordinates.
+    cov = np.cov(X.T, bias=True)
+    expected = (1.09 * cov if "coordinates" in params
+                else cov + 0.09 * np.diag(zscore_stats(X)[1] ** 2))
+    np.testing.assert_allclose(est.target_covariance_, expected, rtol=1e-12, atol=1e-12)
     n = 2 * 40 + 7
     Z = est.sample(n, random_state=3)
     sizes = chunk_sizes(n, 40, min_size=40)
@@ -121,22 +124,28 @@ def test_sigma_zero_is_the_kde_in_closed_form_and_samples_it():
                         random_state=0).fit(X)
     queries = rng.normal(size=(50, 2)) * 4.0
     np.testing.assert_allclose(est.score_samples(queries),
-                               brute_kde_log_density(queries, X, delta), atol=1e-10)
+                               standardized_kde_log_density(queries, X, delta), atol=1e-10)
     assert est.log_normalizer_ == 0.0
     np.testing.assert_array_equal(est.tilt_quadratic_, 0.0)
     # Two-sample KS tests on three projections against iid pi_delta draws.
     Z = est.sample(800, random_state=5)
-    ref = X[rng.integers(0, 40, 4000)] + delta * rng.normal(size=(4000, 2))
+    ref = X[rng.integers(0, 40, 4000)] + delta * zscore_stats(X)[1] * rng.normal(size=(4000, 2))
     pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
     assert min(pvalues) > ALPHA, pvalues
 
 
 # ------------------------------------------------ the tilted density, circle
+# The 12-point unit circle has per-feature standard deviation 1/sqrt(2): in
+# internal units it is the circle of radius sqrt(2), where delta and sigma of
+# the unit circle are sqrt(2) times larger and Lambda is half as large.
+_SQRT2 = np.sqrt(2.0)
+
+
 @pytest.fixture(scope="module", params=[(0.1, -0.719), (0.2, -2.718)], ids=["sigma0.1", "sigma0.2"])
 def circle_fit(request):
     sigma, expected = request.param
-    est = MMSOLDSampler(bandwidth=0.1, smoothing=sigma, batch_size=1000, n_steps=200,
-                        random_state=0).fit(_circle())
+    est = MMSOLDSampler(bandwidth=0.1 * _SQRT2, smoothing=sigma * _SQRT2, batch_size=1000,
+                        n_steps=200, random_state=0).fit(_circle())
     return est, expected
 
 
@@ -151,23 +160,25 @@ def test_circle_multipliers_match_the_dual_solution(circle_fit):
     # sigma = 0.1 and -2.718 I at sigma = 0.2 (docs/design.rst, MMSOLDSampler);
     # lambda = 0 and the off-diagonal entries vanish by symmetry.
     est, expected = circle_fit
-    Lam = est.tilt_quadratic_
+    Lam = 2.0 * est.tilt_quadratic_  # back to the unit circle's units
     np.testing.assert_allclose(np.diag(Lam), expected, atol=0.15)
     assert abs(Lam[0, 1]) < 0.15
-    np.testing.assert_allclose(est.tilt_linear_, 0.0, atol=0.15)
+    np.testing.assert_allclose(_SQRT2 * est.tilt_linear_, 0.0, atol=0.15)
 
 
 def test_circle_log_normalizer_matches_grid_quadrature(circle_fit):
     est, _ = circle_fit
     C, delta, sigma = _circle(), est.bandwidth_, est.smoothing_
     grid, cell = _grid()
-    # The unnormalised tilted density from an independent brute-force KDE and
-    # the estimator's fixed smoothing draws.
-    V = -np.mean([brute_kde_log_density(grid + sigma * e, C, delta)
+    # The unnormalised tilted density, in internal units, from an independent
+    # brute-force KDE and the estimator's fixed smoothing draws.
+    mean, std = zscore_stats(C)
+    Cz, gz, cell_z = (C - mean) / std, (grid - mean) / std, cell / np.prod(std)
+    V = -np.mean([brute_kde_log_density(gz + sigma * e, Cz, delta)
                   for e in est.score_noise_], axis=0)
-    energy = (V + grid @ est.tilt_linear_
-              + 0.5 * np.einsum("nd,de,ne->n", grid, est.tilt_quadratic_, grid))
-    log_z = np.log(np.sum(np.exp(-energy)) * cell)
+    energy = (V + gz @ est.tilt_linear_
+              + 0.5 * np.einsum("nd,de,ne->n", gz, est.tilt_quadratic_, gz))
+    log_z = np.log(np.sum(np.exp(-energy)) * cell_z)
     assert est.log_normalizer_ == pytest.approx(log_z, abs=5e-3)
     assert est.calibration_ess_ > 0.3
     # The reported standard error is the one the sampler aimed at (5e-3; the
@@ -293,8 +304,10 @@ def test_every_class_swarm_has_its_class_moments(wine_by_class, n):
         delta = est.class_models_[k].bandwidth_
         S = est.sample(n, 5, y=k)
         np.testing.assert_allclose(S.mean(axis=0), rows.mean(axis=0), atol=1e-8)
-        np.testing.assert_allclose(np.cov(S.T, bias=True),
-                                   np.cov(rows.T, bias=True) + delta**2 * np.eye(13), atol=1e-8)
+        np.testing.assert_allclose(
+            np.cov(S.T, bias=True),
+            np.cov(rows.T, bias=True) + delta**2 * np.diag(zscore_stats(rows)[1] ** 2),
+            atol=1e-8)
 
 
 def test_class_conditional_scores_and_mixed_requests(wine_by_class):
@@ -326,7 +339,7 @@ def test_class_scores_at_zero_smoothing_are_the_class_kdes():
     for label, rows in (("a", X[:30]), ("b", X[30:])):
         delta = est.class_models_[list(est.classes_).index(label)].bandwidth_
         np.testing.assert_allclose(est.score_samples(Q, y=label),
-                                   brute_kde_log_density(Q, rows, delta), atol=1e-10)
+                                   standardized_kde_log_density(Q, rows, delta), atol=1e-10)
 
 
 def test_plain_sold_samples_the_kde_without_matching_moments():
@@ -338,7 +351,7 @@ def test_plain_sold_samples_the_kde_without_matching_moments():
     est = MMSOLDSampler(bandwidth=delta, smoothing=0.0, n_steps=60, batch_size=800,
                         interaction="sold", random_state=0).fit(X)
     Z = est.sample(800, random_state=5)
-    ref = X[rng.integers(0, 40, 4000)] + delta * rng.normal(size=(4000, 2))
+    ref = X[rng.integers(0, 40, 4000)] + delta * zscore_stats(X)[1] * rng.normal(size=(4000, 2))
     pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
     assert min(pvalues) > ALPHA, pvalues
     assert np.abs(Z.mean(axis=0) - est.target_mean_).max() > 1e-6

@@ -6,6 +6,9 @@ likelihood must reject both extremes, bare, inside a Pipeline and inside
 TransformedDensity (where the grid is in the scaler's units).
 """
 
+import warnings
+from argparse import Namespace
+
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
@@ -15,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_diffsample import MMSOLDSampler, TransformedDensity
 
 from ._estimators import FACTORIES, KDE_LIKE
+from ._reference import standardized_kde_log_density
 
-# Data units: the data below have per-feature scale 1 (after the 3x stretch
-# is undone by the scaler for the wrapped estimators).
+# In the data's standard deviations, the unit of every estimator's bandwidth
+# (the data below have per-feature scale about 1).
 GRID = [0.005, 0.3, 5.0]
 
 
@@ -58,10 +62,9 @@ def test_grid_search_inside_pipeline_and_transformed_density(name, smooth_data):
 
 def test_cross_val_score_tunes_the_mmsold_smoothing(smooth_data):
     """At smoothing 0 MM-SOLD's density is the KDE: same folds, same scores."""
-    from sklearn.neighbors import KernelDensity
-
     est = MMSOLDSampler(bandwidth=0.2, n_steps=10, batch_size=40, random_state=0)
-    kde_scores = cross_val_score(KernelDensity(bandwidth=0.2), smooth_data, cv=_folds())
+    kde_scores = [standardized_kde_log_density(smooth_data[test], smooth_data[train], 0.2).sum()
+                  for train, test in _folds().split(smooth_data)]
     plain = cross_val_score(est.set_params(smoothing=0.0), smooth_data, cv=_folds())
     np.testing.assert_allclose(plain, kde_scores, rtol=1e-10)
     smoothed = cross_val_score(est.set_params(smoothing=0.2), smooth_data, cv=_folds())
@@ -70,20 +73,32 @@ def test_cross_val_score_tunes_the_mmsold_smoothing(smooth_data):
 
 @pytest.mark.parametrize("method", ["guided", "mmsold", "path"])
 def test_the_cli_grid_picks_the_same_index_at_any_data_scale(method, smooth_data):
-    # The --cv grid is built in each estimator's bandwidth units, so that a
-    # change of units of the data cannot move the choice along the grid.
-    from sklearn_diffsample.__main__ import METHODS, bandwidth_grid, _estimator_class
+    # Every estimator measures its bandwidth in the data's standard
+    # deviations, so one grid serves all data units: GridSearchCV and the
+    # CLI's --cv must pick the same grid index on data multiplied by 100.
+    from sklearn_diffsample.__main__ import (
+        METHODS,
+        _estimator_class,
+        _fit_and_sample,
+        bandwidth_grid,
+    )
 
-    fast = {"guided": dict(n_steps=3), "mmsold": dict(smoothing=0.0, n_steps=3),
-            "path": dict(n_steps=8, n_splits=1, n_reference_samples=100, random_state=0)}
-    chosen = []
+    fast = {"guided": dict(n_steps=3), "mmsold": dict(n_steps=3, batch_size=20),
+            "path": dict(n_steps=8, n_splits=1, n_reference_samples=100)}
+    cls, grid = _estimator_class(method), bandwidth_grid()
+    chosen, cli_chosen = [], []
     for factor in (1.0, 100.0):
-        X = smooth_data * factor
-        grid = bandwidth_grid(X, method)
-        search = GridSearchCV(_estimator_class(method)(**fast[method]), {"bandwidth": grid},
+        X = smooth_data * [1.0, 4.0] * factor
+        search = GridSearchCV(cls(random_state=0, **fast[method]), {"bandwidth": grid},
                               cv=_folds()).fit(X)
         chosen.append(int(np.argmax(search.cv_results_["mean_test_score"])))
+        params = dict(random_state=0, **fast[method])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MM-SOLD's 3-step calibration
+            _fit_and_sample(cls, params, X, Namespace(cv=3, n=2, random_state=0))
+        cli_chosen.append(int(np.argmin(np.abs(grid - params["bandwidth"]))))
+        assert params["bandwidth"] == grid[cli_chosen[-1]]
     assert set(METHODS) == {"guided", "mmsold", "path"}
-    assert chosen[0] == chosen[1]
+    assert chosen[0] == chosen[1] and cli_chosen[0] == cli_chosen[1]
     # ...and the grid is not degenerate: the choice is inside it.
     assert 0 < chosen[0] < len(grid) - 1

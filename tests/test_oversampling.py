@@ -12,7 +12,8 @@ from imblearn.utils import estimator_checks as imblearn_checks
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 
-from sklearn_diffsample import DiffusionOverSampler, GuidedDiffusionSampler
+from sklearn_diffsample import DiffusionOverSampler
+from sklearn_diffsample._bandwidth import heldout_bandwidth
 from sklearn_diffsample.oversampling import target_counts
 
 FAST = dict(n_steps=10, random_state=0)
@@ -57,12 +58,14 @@ def test_a_float_strategy_and_bad_strategies():
 
 def test_synthetic_rows_are_the_class_samplers_draws(imbalanced):
     # Class k's synthetic rows are its guided sampler's class-k draws, at the
-    # bandwidth the automatic rule gives on class k's rows alone.
+    # bandwidth the automatic rule gives on class k's rows alone, in the
+    # z-scores of all rows (the units of a sampler fitted on all of them).
     X, y = imbalanced
     sampler = DiffusionOverSampler(guidance_scale=2.0, **FAST)
     X_res, y_res = sampler.fit_resample(X, y)
-    assert sampler.bandwidths_[1] == pytest.approx(
-        GuidedDiffusionSampler().fit(X[y == 1]).bandwidth_, rel=1e-12)
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    assert sampler.bandwidths_[1] == pytest.approx(heldout_bandwidth(Z[y == 1]), rel=1e-9)
+    assert sampler.samplers_[1].bandwidth_ == sampler.bandwidths_[1]
     seeds = np.random.SeedSequence(0).spawn(3)
     expected = sampler.samplers_[1].sample(108, seeds[1], y=1, guidance_scale=2.0)
     np.testing.assert_array_equal(X_res[len(X):len(X) + 108], expected)

@@ -32,7 +32,9 @@ def X():
 @pytest.mark.parametrize("make", [
     lambda: GuidedDiffusionSampler(n_steps=10, eta=0.5),
     lambda: PathExtrapolationDensity(random_state=0, **FAST_PATH),
-], ids=["guided", "path"])
+    lambda: MMSOLDSampler(n_steps=3, batch_size=20, random_state=0),
+    lambda: MMSOLDSampler(n_steps=3, batch_size=20, coordinates="whitened", random_state=0),
+], ids=["guided", "path", "mmsold", "mmsold-whitened"])
 def test_far_scales_are_scale_equivariant(X, make, factor):
     # Multiplying the data by c multiplies the samples by c and shifts every
     # log-density by -d log c: the reference is the same model on X itself.
@@ -43,10 +45,8 @@ def test_far_scales_are_scale_equivariant(X, make, factor):
 
 
 @pytest.mark.parametrize("factor", [1e155, 1e-300])
-def test_far_scales_get_a_clear_refusal_where_they_cannot_work(X, factor):
-    with pytest.raises(ValueError, match="spread .* Rescale X first"):
-        MMSOLDSampler(n_steps=2).fit(X * factor)
-    # The scaler itself over- or underflows: its own message, not MM-SOLD's.
+def test_a_scaler_that_overflows_gets_its_own_message(X, factor):
+    # scikit-learn's scaler over- or underflows there (the estimators do not).
     with pytest.raises(ValueError, match="StandardScaler.*Divide X by a constant"):
         TransformedDensity(StandardScaler(), MMSOLDSampler(n_steps=2)).fit(X * factor)
 
@@ -60,14 +60,13 @@ def test_far_scales_get_a_clear_refusal_where_they_cannot_work(X, factor):
     GuidedDiffusionSampler(bandwidth=1e9),
 ], ids=["guided", "path", "mmsold", "mmsold-smoothing", "guided-huge"])
 def test_unusable_bandwidths_are_refused_at_fit_with_the_working_range(X, est):
-    with pytest.raises(ValueError, match="times the data scale, that is between"):
+    with pytest.raises(ValueError, match="is outside 1e-100 to 1e.06, the range"):
         est.fit(X)
     assert not hasattr(est, "n_features_in_")  # nothing half-fitted
 
 
 def test_the_ends_of_the_bandwidth_range_work(X):
-    scale = np.sqrt(np.mean(X.var(axis=0)))
-    for h in (1.01e-100 * scale, 0.99e6 * scale):
+    for h in (1.01e-100, 0.99e6):
         est = GuidedDiffusionSampler(bandwidth=h, n_steps=5, eta=0.5).fit(X)
         assert np.all(np.isfinite(est.sample(50, 0)))
         assert np.all(np.isfinite(est.score_samples(X[:3])))
