@@ -17,6 +17,9 @@ Three ways to get them:
   queries whose bound exceeds ``tol`` are recomputed exactly;
 * random remainder: k nearest plus L uniformly drawn patterns with importance
   weight (N - k) / L, shared by several perturbed copies of one query.
+
+Samplers that need only the mean, to sampling accuracy, can use the clustered
+approximation of :mod:`._clustered` over the same patterns.
 """
 
 import copy

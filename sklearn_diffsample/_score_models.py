@@ -10,6 +10,7 @@ are the noise added on top of that law.
 
 import numpy as np
 
+from ._clustered import PatternClusters, default_n_clusters
 from ._posterior import PatternPosterior
 
 __all__ = ["EmpiricalScore", "GaussianScore", "SCORE_MODELS", "guided_combination"]
@@ -28,10 +29,13 @@ class EmpiricalScore:
         h0^2 in internal units.
     n_neighbors, tol, algorithm, random_state
         The engine's certified top-k mode and its index (None: exact sums).
+    clustered : bool, default=False
+        Denoise with :class:`._clustered.PatternClusters` (one partition per
+        engine, seeded by ``random_state``) instead of exact sums.
     """
 
     def __init__(self, Z, codes, data_variance, *, n_neighbors=None, tol=1e-8,
-                 algorithm=None, random_state=None):
+                 algorithm=None, random_state=None, clustered=False):
         self.posterior = PatternPosterior(
             Z, groups=codes, algorithm=None if n_neighbors is None else algorithm,
             random_state=random_state)
@@ -39,8 +43,15 @@ class EmpiricalScore:
         self.n_neighbors = n_neighbors
         self.tol = tol
         # Each class's engine (and index) is built at fit, not on the first sample.
-        for code in () if codes is None else np.unique(codes):
-            self.posterior.group(int(code))
+        labels = [None] + ([] if codes is None else [int(c) for c in np.unique(codes)])
+        for code in labels[1:]:
+            self.posterior.group(code)
+        self.clusters = None
+        if clustered:
+            seed = 0 if random_state is None else int(random_state)
+            self.clusters = {label: PatternClusters(
+                self.engine(label), default_n_clusters(self.engine(label).n_patterns), seed)
+                for label in labels}
 
     def engine(self, label):
         return self.posterior if label is None else self.posterior.group(label)
@@ -51,12 +62,16 @@ class EmpiricalScore:
             # Pure noise carries no information: the denoiser is the prior mean.
             return np.broadcast_to(self.engine(label).offset, x.shape).copy()
         h0_sq = self.data_variance
-        stats = self.engine(label).query(x / alpha, (sigma / alpha) ** 2 + h0_sq, mean=True,
-                                         n_neighbors=self.n_neighbors, tol=self.tol)
+        s2 = (sigma / alpha) ** 2 + h0_sq
+        if self.clusters is not None:
+            mean = self.clusters[label].mean(self.engine(label), x / alpha, s2)
+        else:
+            mean = self.engine(label).query(x / alpha, s2, mean=True,
+                                            n_neighbors=self.n_neighbors, tol=self.tol).mean
         if h0_sq == 0.0:
-            return stats.mean
+            return mean
         shrink = alpha * h0_sq / (sigma**2 + alpha**2 * h0_sq)
-        return stats.mean + shrink * (x - alpha * stats.mean)
+        return mean + shrink * (x - alpha * mean)
 
     def log_density(self, Z, variance, label):
         """log p of the data law smoothed by N(0, variance I)."""

@@ -40,6 +40,9 @@ __all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step"]
 
 SCORE_METHODS = ("closed_form", "ode")
 _AUTO_MAX_STEPS = 1000
+# denoiser="auto" clusters the patterns from this many training rows on: below,
+# exact sums are about as fast (benchmarks/bench_denoiser.py).
+_CLUSTERED_MIN_PATTERNS = 10_000
 # Support-guarantee check for stochastic guided steps (see _guarantee_margin).
 _GUARANTEE_LIMIT = 2.5
 
@@ -188,10 +191,20 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         h0, in internal units: the data law is the training set (or
         Gaussian) convolved with N(0, h0**2 I) in the internal coordinates;
         the output law is then smoothed by sqrt(h**2 + h0**2).
+    denoiser : {"auto", "exact", "clustered"}, default="auto"
+        How sampling sums over the patterns.  ``"exact"``: every pattern at
+        every step.  ``"clustered"``: the patterns are partitioned at fit into
+        about 0.5 sqrt(N) k-means clusters; each step sums exactly over the
+        clusters that can carry a query's posterior and replaces the others
+        by Gaussian surrogates (:ref:`design-clustered`), at a cost that grows
+        like sqrt(N).  ``"auto"``: clustered from 10,000 training rows, exact
+        below.  ``score_samples`` is exact either way; the Gaussian score model
+        is always exact.
     n_neighbors : int or None, default=None
         Certified top-k: each query sums over its k nearest patterns only where
         the neglected mass is certified below ``tol`` (small noise); the engine
-        falls back to exact sums elsewhere.  None sums exactly.
+        falls back to exact sums elsewhere.  None sums exactly.  Used by the
+        exact denoiser (``denoiser="auto"`` then stays exact).
     tol : float, default=1e-8
         Certificate tolerance on log(1 + neglected mass / kept mass).
     order : {1, 2}, default=2
@@ -230,6 +243,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         Number of steps actually taken.
     order_ : int
         The solver order in use (1 whenever ``eta > 0``).
+    denoiser_ : str
+        The denoiser in use, "exact" or "clustered".
     time_grid_ : ndarray of shape (`n_steps_` + 1,)
         Decreasing times t_0 > ... > t_K the sampler walks.
     alphas_, sigmas_ : ndarray of shape (`n_steps_` + 1,)
@@ -302,13 +317,15 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "order": [Interval(Integral, 1, 2, closed="both")],
+        "denoiser": [StrOptions({"auto", "exact", "clustered"})],
     }
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "guidance_scale")
 
     def __init__(self, *, bandwidth="auto", coordinates="standardized", schedule="cosine", n_steps=50,
                  n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
                  final_denoise=False, score_model="empirical", data_bandwidth=0.0,
-                 n_neighbors=None, tol=1e-8, order=2, algorithm="auto", batch_size=1024,
+                 denoiser="auto", n_neighbors=None, tol=1e-8, order=2, algorithm="auto",
+                 batch_size=1024,
                  n_jobs=None, random_state=None, verbose=0):
         super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
                          batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
@@ -322,6 +339,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         self.final_denoise = final_denoise
         self.score_model = score_model
         self.data_bandwidth = data_bandwidth
+        self.denoiser = denoiser
         self.n_neighbors = n_neighbors
         self.tol = tol
         self.order = order
@@ -344,10 +362,13 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         if self.score_model == "empirical":
             self.score_model_ = EmpiricalScore(
                 Z, codes, h0_sq, n_neighbors=self.n_neighbors, tol=self.tol,
-                algorithm=self.algorithm, random_state=index_seed(self.random_state))
+                algorithm=self.algorithm, random_state=index_seed(self.random_state),
+                clustered=self._clustered(Z.shape[0]))
+            self.denoiser_ = "exact" if self.score_model_.clusters is None else "clustered"
             self.posterior_ = self.score_model_.posterior
         else:
             self.score_model_ = GaussianScore(Z, codes, h0_sq)
+            self.denoiser_ = "exact"
             self.__dict__.update(_gaussians_in_data_units(self, classes))
         self.n_steps_ = (int(self.n_steps) if self.n_steps != "auto"
                          else _plan_n_steps(self, Z, h0_sq))
@@ -357,6 +378,11 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         self.alphas_ = schedule.alpha(self.time_grid_)
         self.sigmas_ = schedule.sigma(self.time_grid_)
         return self
+
+    def _clustered(self, n_patterns):
+        if self.denoiser == "auto":
+            return self.n_neighbors is None and n_patterns >= _CLUSTERED_MIN_PATTERNS
+        return self.denoiser == "clustered"
 
     # --------------------------------------------------------------- sampling
     def _dynamics(self):

@@ -10,12 +10,14 @@ from sklearn_diffsample import (
 )
 
 # Each factory takes the paths a contract could break in: stochastic guided
-# steps, the smoothed and unsmoothed MM-SOLD swarms, uncoupled particles,
+# steps, the clustered denoiser (per class), the smoothed and unsmoothed MM-SOLD swarms, uncoupled particles,
 # extrapolated and tower paths, and a transformed estimator.
 FACTORIES = {
     "guided": lambda: GuidedDiffusionSampler(n_steps=6, eta=0.5, batch_size=16),
     "guided-labelled": lambda: GuidedDiffusionSampler(n_steps=6, eta=0.5, batch_size=16,
                                                       n_neighbors=8, algorithm="kd_tree"),
+    "guided-clustered": lambda: GuidedDiffusionSampler(n_steps=6, denoiser="clustered",
+                                                       batch_size=16, random_state=0),
     "mmsold": lambda: MMSOLDSampler(smoothing=0.0, n_steps=5, batch_size=40,
                                     score_estimator="exact", random_state=0),
     "mmsold-smoothed": lambda: MMSOLDSampler(n_steps=5, batch_size=30, random_state=0),
@@ -33,7 +35,7 @@ FACTORIES = {
                                               GuidedDiffusionSampler(n_steps=5, batch_size=16)),
 }
 # Fitted with class labels, sampled and scored per class with guidance.
-LABELLED = ("guided-labelled", "mmsold-labelled")
+LABELLED = ("guided-labelled", "guided-clustered", "mmsold-labelled")
 # The estimators whose density is a KDE of the patterns at the bandwidth
 # (MM-SOLD at smoothing 0), so that held-out likelihood ranks bandwidths.
 KDE_LIKE = ("guided", "mmsold", "path")

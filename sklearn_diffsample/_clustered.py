@@ -1,0 +1,212 @@
+"""Sampling-grade posterior means over clustered patterns.
+
+The exact engine sums over all N patterns for every query.  A sampler only
+needs the posterior mean (the denoiser) to an accuracy its samples cannot
+show, and most patterns carry almost no posterior weight at small noise while
+at large noise whole groups of patterns act as one.  So the patterns are
+partitioned once into C clusters (k-means), and for a query q at kernel
+variance s2 each cluster c (n_c members, centre mu_c, per-coordinate variance
+v_c, radius R_c) gets a surrogate of its share of the posterior,
+
+    log m_c(q) = log n_c - |q - mu_c|^2 / (2 (s2 + v_c)) - d/2 log(1 + v_c / s2),
+
+the exact mass were the cluster the Gaussian N(mu_c, v_c I), capped by the
+rigorous bound log n_c - (|q - mu_c| - R_c)_+^2 / (2 s2).  The clusters with
+the largest surrogate shares are summed exactly, pattern by pattern, up to a
+budget of patterns per query; every other cluster enters with its surrogate
+share at its surrogate posterior mean mu_c + v_c / (v_c + s2) (q - mu_c).
+Where the noise is large every cluster is close to its Gaussian surrogate;
+where it is small the neglected clusters are far and their share is tiny.
+The per-query cost is C + budget pattern terms instead of N.
+"""
+
+import numpy as np
+
+__all__ = ["PatternClusters", "default_n_clusters"]
+
+# Centres are fitted on a subsample of this many rows per cluster, then every
+# pattern is assigned once.
+_ROWS_PER_CENTRE = 40
+_LLOYD_ITERATIONS = 6
+# Queries per block: (block x clusters) arrays stay small.
+_QUERY_BLOCK = 1024
+# Selection, per query, among the _CANDIDATES clusters of largest bound:
+# whole clusters, largest bound first, until _BUDGET patterns are summed
+# exactly; beyond, clusters whose Gaussian surrogate is not trusted (kernel
+# narrower than the cluster) while the surrogate share not yet summed exceeds
+# _SHARE, up to _CAP patterns.
+_CANDIDATES = 64
+_BUDGET = 512
+_SHARE = 0.02
+_CAP = 8192
+
+
+def default_n_clusters(n_patterns):
+    """About sqrt(N) clusters: the surrogate pass then costs as little as the exact budget."""
+    return int(np.clip(round(0.5 * np.sqrt(n_patterns)), 1, n_patterns))
+
+
+def _sq_dist(A, B, half_sq_B):
+    """|a - b|^2 for all pairs, clamped at 0."""
+    d2 = np.einsum("md,md->m", A, A)[:, None] - 2.0 * (A @ B.T - half_sq_B[None, :])
+    return np.maximum(d2, 0.0, out=d2)
+
+
+def _nearest_centre(X, centres, block=8192):
+    half = 0.5 * np.einsum("cd,cd->c", centres, centres)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for start in range(0, X.shape[0], block):
+        rows = X[start:start + block]
+        labels[start:start + block] = np.argmax(rows @ centres.T - half[None, :], axis=1)
+    return labels
+
+
+def kmeans_labels(X, n_clusters, seed):
+    """Cluster labels of the rows of X: Lloyd's iterations on a seeded subsample."""
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    fit_rows = X[np.sort(rng.choice(n, min(n, _ROWS_PER_CENTRE * n_clusters), replace=False))]
+    centres = fit_rows[rng.choice(fit_rows.shape[0], n_clusters, replace=False)]
+    for _ in range(_LLOYD_ITERATIONS):
+        labels = _nearest_centre(fit_rows, centres)
+        counts = np.bincount(labels, minlength=n_clusters)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, fit_rows)
+        filled = counts > 0  # an empty cluster keeps its centre
+        centres[filled] = sums[filled] / counts[filled, None]
+    return _nearest_centre(X, centres)
+
+
+class PatternClusters:
+    """A partition of a posterior's patterns, and the approximate mean over it.
+
+    Parameters
+    ----------
+    posterior : PatternPosterior
+        The engine whose (centred) patterns are partitioned.
+    n_clusters : int
+        C, at most the number of patterns.
+    seed : int
+        Seed of the k-means initialisation.
+    """
+
+    def __init__(self, posterior, n_clusters, seed):
+        X = posterior._x
+        labels = kmeans_labels(X, int(n_clusters), seed)
+        members = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=int(n_clusters))
+        keep = counts > 0
+        self.members = members.astype(np.int32 if X.shape[0] < 2**31 else np.int64)
+        self.counts = counts[keep]
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)])
+        sums = np.zeros((keep.size, X.shape[1]))
+        np.add.at(sums, labels, X)
+        self.centres = sums[keep] / self.counts[:, None]
+        dev = X[members] - np.repeat(self.centres, self.counts, axis=0)
+        sq = np.einsum("nd,nd->n", dev, dev)
+        self.variances = np.add.reduceat(sq, self.starts[:-1]) / (self.counts * X.shape[1])
+        self.radii = np.sqrt(np.maximum.reduceat(sq, self.starts[:-1]))
+        self._half_sq_centres = 0.5 * np.einsum("cd,cd->c", self.centres, self.centres)
+        self._sorted = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_sorted"] = None  # the patterns in cluster order: rebuilt from the posterior
+        return state
+
+    @property
+    def n_clusters(self):
+        return self.counts.size
+
+    def _cluster_order(self, posterior):
+        if self._sorted is None:
+            x = posterior._x[self.members]
+            self._sorted = (x, posterior._half_sq_norms[self.members])
+        return self._sorted
+
+    def mean(self, posterior, queries, s2):
+        """Approximate posterior mean at each query (data coordinates of the posterior).
+
+        Parameters
+        ----------
+        posterior : PatternPosterior
+            The engine these clusters were built on.
+        queries : ndarray of shape (m, d)
+        s2 : float
+            Kernel variance.
+
+        Returns
+        -------
+        ndarray of shape (m, d)
+        """
+        q = np.asarray(queries, dtype=np.float64) - posterior.offset
+        out = np.empty_like(q)
+        for start in range(0, q.shape[0], _QUERY_BLOCK):
+            sl = slice(start, start + _QUERY_BLOCK)
+            out[sl] = self._mean_block(posterior, q[sl], float(s2))
+        return out + posterior.offset
+
+    def _select(self, q, s2):
+        """Surrogate log shares (m, C), up to the per-row constant -|q|^2 / (2 s2),
+        and the (cluster, row) pairs summed exactly, sorted by cluster."""
+        m, d = q.shape
+        d2 = _sq_dist(q, self.centres, self._half_sq_centres)
+        wide = s2 + self.variances
+        log_n = np.log(self.counts)
+        log_m = log_n - d2 / (2.0 * wide) - 0.5 * d * np.log(wide / s2)
+        gap = np.maximum(np.sqrt(d2) - self.radii, 0.0)
+        bound = log_n - gap**2 / (2.0 * s2)
+        log_m = np.minimum(log_m, bound)
+        # Only the clusters of largest bound can be picked.
+        k = min(_CANDIDATES, self.n_clusters)
+        top = np.argpartition(-bound, k - 1, axis=1)[:, :k] if k < self.n_clusters else \
+            np.broadcast_to(np.arange(k), (m, k))
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(bound, top, 1), 1), 1)
+        sizes = self.counts[top]
+        before = np.cumsum(sizes, axis=1) - sizes
+        share = np.exp(log_m - log_m.max(axis=1)[:, None])
+        share /= share.sum(axis=1)[:, None]
+        share = np.take_along_axis(share, top, 1)
+        left = 1.0 - (np.cumsum(share, axis=1) - share)
+        # The Gaussian surrogate is trusted where the kernel is wider than the cluster.
+        untrusted = self.radii[top] ** 2 > s2
+        chosen = (before < _BUDGET) | (untrusted & (left > _SHARE) & (before < _CAP))
+        rows = np.broadcast_to(np.arange(m)[:, None], top.shape)[chosen]
+        clusters = top[chosen]
+        order = np.argsort(clusters, kind="stable")
+        log_m[rows, clusters] = -np.inf
+        # Back to the scale of the exact logits, which leave out -|q|^2 / (2 s2).
+        log_m += np.einsum("md,md->m", q, q)[:, None] / (2.0 * s2)
+        return log_m, clusters[order], rows[order]
+
+    def _mean_block(self, posterior, q, s2):
+        log_m, clusters, rows = self._select(q, s2)
+        X, half_sq = self._cluster_order(posterior)
+        bounds = np.searchsorted(clusters, np.arange(self.n_clusters + 1))
+        parts = []
+        for c in np.flatnonzero(np.diff(bounds)):
+            r = rows[bounds[c]:bounds[c + 1]]
+            lo, hi = self.starts[c], self.starts[c + 1]
+            logits = (q[r] @ X[lo:hi].T - half_sq[lo:hi]) / s2
+            top = logits.max(axis=1)
+            w = np.exp(logits - top[:, None])
+            parts.append((r, top, w.sum(axis=1), w @ X[lo:hi]))
+        # Every other cluster: its surrogate share at its surrogate mean.
+        shrink = self.variances / (self.variances + s2)
+        sur_top = log_m.max(axis=1)
+        w = np.exp(log_m - np.where(np.isfinite(sur_top), sur_top, 0.0)[:, None])
+        sur_total = (w * (1.0 - shrink)) @ self.centres + (w @ shrink)[:, None] * q
+        parts.append((np.arange(q.shape[0]), sur_top, w.sum(axis=1), sur_total))
+        return _combine(q.shape, parts)
+
+
+def _combine(shape, parts):
+    """Posterior means from per-row partial (top, mass, total) terms, log-sum-exp merged."""
+    rows, tops, masses, totals = (np.concatenate(p) for p in zip(*parts))
+    row_top = np.full(shape[0], -np.inf)
+    np.maximum.at(row_top, rows, tops)
+    scale = np.where(np.isfinite(tops), np.exp(tops - row_top[rows]), 0.0)
+    mass = np.bincount(rows, weights=masses * scale, minlength=shape[0])
+    total = np.zeros(shape)
+    np.add.at(total, rows, totals * scale[:, None])
+    return total / mass[:, None]
