@@ -40,6 +40,9 @@ __all__ = ["GuidedDiffusionSampler", "ddim_step", "ddpm_step", "eta_step"]
 
 SCORE_METHODS = ("closed_form", "ode")
 _AUTO_MAX_STEPS = 1000
+# The empirical planner of n_steps="auto": pilot starts and the step counts tried.
+_PLAN_PILOT = 256
+_PLAN_STEPS = (8, 16, 32, 64, 128, 256, 512)
 # denoiser="auto" clusters the patterns from this many training rows on: below,
 # exact sums are about as fast (benchmarks/bench_denoiser.py).
 _CLUSTERED_MIN_PATTERNS = 10_000
@@ -161,13 +164,19 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     schedule : {"cosine", "linear"}, default="cosine"
         Variance-preserving noise schedule.
     n_steps : int or "auto", default=50
-        Number of integrator steps.  ``"auto"`` picks the smallest number whose
-        predicted step error for a Gaussian with the data's covariance
-        (:func:`~sklearn_diffsample.gaussian.plan_n_steps`, internal units) is at
-        most ``n_steps_tol * sqrt(n_features)``.
+        Number of integrator steps.  ``"auto"``, for the deterministic sampler
+        of the empirical score (``eta=0``): the smallest of 8, 16, 32, ...
+        steps whose endpoints, from a fixed pilot of 256 starts, are within
+        ``n_steps_tol * sqrt(n_features)`` (RMS, internal units) of the fitted
+        measure's exact flow, estimated by doubling the steps (Richardson, at
+        the solver's order; the unguided flow, w = 1).  Stochastic steps
+        (``eta > 0``) and the Gaussian score model: the smallest number whose
+        predicted error for a Gaussian with the data's covariance
+        (:func:`~sklearn_diffsample.gaussian.plan_n_steps`) is within the same
+        tolerance.  :ref:`design-guided` has the measured choices.
     n_steps_tol : float, default=0.02
-        Relative Wasserstein-2 tolerance of ``n_steps="auto"`` (a fraction of
-        the data's root-mean-square radius).
+        Tolerance of ``n_steps="auto"``, a fraction of the data's
+        root-mean-square radius sqrt(n_features) in internal units.
     timesteps : {"logsnr", "time_uniform", "angle"}, default="angle"
         Time grid: uniform in lambda = log(alpha/sigma), in t, or in the angle
         atan(sigma/alpha).  ``"angle"`` is the best grid for a Gaussian and
@@ -485,7 +494,10 @@ def _gaussians_in_data_units(est, classes):
 
 
 def _plan_n_steps(est, Z, h0_sq):
-    """n_steps="auto": the Gaussian planner on the data's spectrum (internal units)."""
+    """n_steps="auto": the empirical planner for the deterministic sampler of the
+    empirical score, the Gaussian planner on the data's spectrum otherwise."""
+    if est.score_model == "empirical" and est.eta == 0:
+        return _plan_deterministic_steps(est)
     dev = Z - Z.mean(axis=0)
     lam = np.clip(np.linalg.eigvalsh(dev.T @ dev / Z.shape[0]), 0.0, None) + h0_sq
     tol = est.n_steps_tol * np.sqrt(Z.shape[1])
@@ -499,6 +511,40 @@ def _plan_n_steps(est, Z, h0_sq):
             f"n_steps_tol={est.n_steps_tol}; using {_AUTO_MAX_STEPS}. Increase "
             "n_steps_tol or use timesteps='angle'.", UserWarning, stacklevel=5)
         return _AUTO_MAX_STEPS
+
+
+def _plan_deterministic_steps(est):
+    """The smallest of 8, 16, 32, ... steps whose pilot endpoints are within the
+    tolerance of the fitted measure's exact flow.
+
+    A fixed pilot of N(0, I) starts runs the fitted sampler (its order, final
+    denoising, the unguided flow) on K and 2K steps; |x_K - x_2K| / (1 - 2^-p)
+    estimates the error of the K-step endpoints for a solver of order p
+    (Richardson), and K is accepted when its RMS is at most
+    ``n_steps_tol * sqrt(n_features)`` in internal units.
+    """
+    schedule, d = make_schedule(est.schedule), est.n_features_in_
+    tol = est.n_steps_tol * np.sqrt(d)
+
+    def endpoints(n_steps):
+        grid = time_grid(schedule, n_steps, est.bandwidth_, kind=est.timesteps)
+        flow = ReverseDiffusion(est.score_model_, schedule.alpha(grid), schedule.sigma(grid),
+                                0.0, bool(est.final_denoise), d, est.order_)
+        return flow.chunk(slice(0, _PLAN_PILOT), np.random.default_rng(0), lambda n: None,
+                          None, 1.0)
+
+    coarse = endpoints(_PLAN_STEPS[0])
+    for n_steps in _PLAN_STEPS[:-1]:
+        fine = endpoints(2 * n_steps)
+        error = np.sqrt(np.mean(np.sum((coarse - fine) ** 2, axis=1))) / (1.0 - 2.0**-est.order_)
+        if error <= tol:
+            return n_steps
+        coarse = fine
+    warnings.warn(
+        f"n_steps='auto' found no step count below {_PLAN_STEPS[-1]} within "
+        f"n_steps_tol={est.n_steps_tol}; using {_PLAN_STEPS[-1]}. Increase n_steps_tol.",
+        UserWarning, stacklevel=5)
+    return _PLAN_STEPS[-1]
 
 
 def _warn_outside_guarantee(est, w):

@@ -319,8 +319,10 @@ def test_internal_coordinates_make_sampling_scale_equivariant(circles):
 
 
 def test_auto_steps_and_exposed_grid(circles):
+    # The Gaussian score model plans with the Gaussian closed form.
     X, _ = circles
-    est = GuidedDiffusionSampler(bandwidth=0.05, n_steps="auto", n_steps_tol=0.03).fit(X)
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.05, n_steps="auto",
+                                 n_steps_tol=0.03).fit(X)
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
     lam = np.linalg.eigvalsh(np.cov(Z.T, bias=True))
     h = 0.05
@@ -330,6 +332,28 @@ def test_auto_steps_and_exposed_grid(circles):
     np.testing.assert_array_equal(est.alphas_, alphas)
     np.testing.assert_array_equal(est.sigmas_, sigmas)
     assert est.sigmas_[-1] / est.alphas_[-1] == pytest.approx(h, rel=1e-12)
+
+
+def test_auto_steps_bound_the_error_of_the_fitted_measure():
+    # The empirical planner's promise, against a fine-grid reference from the
+    # same starts: the chosen K is within the tolerance (up to the spread
+    # between its pilot and these starts), and K / 2 is not.
+    from sklearn_diffsample.datasets import make_target
+
+    X = make_target("two_spirals").sample(1000, random_state=0)
+    tol = 0.02 * np.sqrt(2)
+    est = GuidedDiffusionSampler(n_steps="auto").fit(X)
+    K = est.n_steps_
+    assert K in (16, 32, 64)
+    fine = GuidedDiffusionSampler(n_steps=400).fit(X)
+    reference = fine._to_internal(fine.sample(1000, 3))
+
+    def rms(n_steps):
+        S = GuidedDiffusionSampler(n_steps=n_steps).fit(X).sample(1000, 3)
+        return np.sqrt(np.mean(np.sum((est._to_internal(S) - reference) ** 2, axis=1)))
+
+    assert rms(K) <= tol, (K, rms(K))
+    assert rms(K // 2) > tol, (K // 2, rms(K // 2))
 
 
 def test_bad_input_messages(circles):
