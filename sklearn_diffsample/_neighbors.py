@@ -16,9 +16,13 @@ __all__ = ["PatternIndex", "ALGORITHMS"]
 
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree", "nndescent")
 
-# "auto" keeps exact search where trees or brute force are cheap enough.
+# "auto" keeps exact search where trees or brute force are cheap enough.  A
+# fresh process spends about 35 s loading pynndescent's compiled code even with
+# a warm numba cache; below 200,000 patterns brute force answers ~25 batches of
+# 1000 queries in that time (benchmarks/results/compile.md), more than an
+# MM-SOLD calibration swarm asks.
 _AUTO_EXACT_MAX_DIM = 10
-_AUTO_EXACT_MAX_PATTERNS = 50_000
+_AUTO_EXACT_MAX_PATTERNS = 200_000
 _NNDESCENT_GRAPH_DEGREE = 30
 _NNDESCENT_EPSILON = 0.2
 
@@ -53,7 +57,7 @@ class PatternIndex:
     Parameters
     ----------
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}
-        ``"auto"`` uses a KD-tree for d <= 10, brute force for N <= 50000 and
+        ``"auto"`` uses a KD-tree for d <= 10, brute force for N <= 200000 and
         pynndescent beyond.
     random_state : int or None
         Seed of the pynndescent graph; the graph is rebuilt from it after

@@ -31,7 +31,7 @@ def test_exact_backends_match_brute_force(algorithm):
 
 def test_auto_picks_exact_search_where_it_is_cheap():
     assert _resolve_algorithm("auto", 10**6, 8) == "kd_tree"
-    assert _resolve_algorithm("auto", 20_000, 64) == "brute"
+    assert _resolve_algorithm("auto", 200_000, 64) == "brute"
     assert _resolve_algorithm("auto", 10**6, 64) == "nndescent"
     with pytest.raises(ValueError, match="algorithm must be one of"):
         _resolve_algorithm("annoy", 10, 2)
