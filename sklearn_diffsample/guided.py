@@ -205,9 +205,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         every step.  ``"clustered"``: the patterns are partitioned at fit into
         about 0.5 sqrt(N) k-means clusters; each step sums exactly over the
         clusters that can carry a query's posterior and replaces the others
-        by Gaussian surrogates (:ref:`design-clustered`), at a cost that grows
-        like sqrt(N).  ``"auto"``: clustered from 10,000 training rows, exact
-        below.  ``score_samples`` is exact either way; the Gaussian score model
+        by Gaussian surrogates (:ref:`clustered means <design-clustered>`),
+        at a cost that grows like sqrt(N).  ``"auto"``: clustered from 10,000
+        training rows, exact below.  ``score_samples`` is exact either way; the Gaussian score model
         is always exact.
     n_neighbors : int or None, default=None
         Certified top-k: each query sums over its k nearest patterns only where
@@ -240,7 +240,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     bandwidth_ : float
         Resolved noise floor h in internal units.
     location_ : ndarray of shape (n_features,)
-        Training mean: z = ((x - location_) / scale_) @ whitening_.
+        Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
         feature is constant).

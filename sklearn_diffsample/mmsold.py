@@ -386,7 +386,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         Particles of the calibration swarm: ``batch_size`` when given, else
         max(5 (d + 1), min(``swarm_size_``, max(100, 4 n_samples_fit))).
     location_ : ndarray of shape (n_features,)
-        Training mean: z = ((x - location_) / scale_) @ whitening_.
+        Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
         feature is constant).

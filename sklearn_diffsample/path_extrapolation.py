@@ -227,7 +227,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Resolved kernel std h (internal units); ``fit`` refuses an h
         outside 1e-100 to 1e6.
     location_ : ndarray of shape (n_features,)
-        Training mean: z = ((x - location_) / scale_) @ whitening_.
+        Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
         feature is constant).
