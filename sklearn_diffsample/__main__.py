@@ -252,9 +252,12 @@ def build_parser():
     sample.add_argument("--n", type=_COUNT, required=True, help="number of samples to write")
     sample.add_argument("--output", required=True, help=".csv or .npy")
     group = sample.add_mutually_exclusive_group()
-    group.add_argument("--bandwidth", type=_POSITIVE, help="the estimator's bandwidth")
+    group.add_argument("--bandwidth", type=_POSITIVE,
+                       help="the bandwidth, in standard deviations of the data "
+                            "(default: the estimator's held-out-likelihood rule)")
     group.add_argument("--cv", type=_FOLDS, nargs="?", const=5, default=None,
-                       help="choose the bandwidth by K-fold held-out likelihood (default K=5)")
+                       help="choose the bandwidth among 8 values from 0.03 to 1 by K-fold "
+                            "held-out likelihood (default K=5)")
     sample.add_argument("--random-state", type=_COUNT, default=0)
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     sample.set_defaults(func=command_sample)
