@@ -7,8 +7,9 @@ Target: a 20-cluster Gaussian mixture in d = 16 (standardised), N in
   the first-order exact reference (timed up to N = 1e5; beyond it takes
   minutes and is left out);
 * "default": the sampler at its defaults (DPM-Solver++(2M), 50 steps, the
-  clustered denoiser from 20,000 rows);
-* "default, 25 steps": the same with ``n_steps=25``.
+  clustered denoiser from 10,000 rows);
+* "default, 25 steps": the same with ``n_steps=25``;
+* "default, n_jobs=2": the default on two thread workers (one chunk each).
 
 Quality: sliced W2 (200 projections) between the samples and exact draws of
 the KDE the sampler targets (a random pattern plus h noise, in internal
@@ -19,7 +20,7 @@ The bandwidth is fixed (h = 0.25 standard deviations) so that every N
 samples the same kind of law and the fit is not the held-out bandwidth search.
 One BLAS thread.
 
-Writes ``benchmarks/results/denoiser{,_quick}.md`` and ``.json``.
+Writes ``benchmarks/results/denoiser{,_quick}.md``, ``.json`` and ``.png``.
 """
 
 import argparse
@@ -38,6 +39,7 @@ METHODS = {
     "exact DDIM, 50 steps": dict(order=1, denoiser="exact"),
     "default": {},
     "default, 25 steps": dict(n_steps=25),
+    "default, n_jobs=2": dict(n_jobs=2),
 }
 
 
@@ -97,7 +99,31 @@ def markdown(rows, sizes, quick, started, info):
     lines += ["", "Log-log slope of the sampling time in N, "
               f"{sizes[0]:,} to {sizes[-1]:,}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()) + ".", ""]
+    par = {r["n"]: r["sample_s"] for r in rows if r["method"] == "default"}
+    two = {r["n"]: r["sample_s"] for r in rows if r["method"] == "default, n_jobs=2"}
+    lines += ["n_jobs = 2 against 1 (the default, threads, one BLAS thread each): "
+              + ", ".join(f"{par[n] / two[n]:.2f}x at N = {n:,}" for n in sizes) + ".", ""]
     return "\n".join(lines) + "\n", slopes
+
+
+def plot(rows, path):
+    """Sampling seconds against N, log-log, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name in METHODS:
+        pts = [(r["n"], r["sample_s"]) for r in rows if r["method"] == name]
+        ax.loglog(*zip(*pts), marker="o", label=name)
+    ax.set_xlabel("training rows N")
+    ax.set_ylabel(f"seconds for {N_SAMPLES} samples")
+    ax.set_title(f"Guided sampling, d = {D}: exact against clustered sums", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -110,7 +136,10 @@ def main(argv=None):
     with _common.one_blas_thread():
         for n in sizes:
             rows += run(n)
+    png = _common.stem("denoiser", args.quick) + ".png"
+    plot(rows, _common.RESULTS / png)
     text, slopes = markdown(rows, sizes, args.quick, started, info)
+    text += f"\nPlot: `{png}`.\n"
     path = _common.write("denoiser", args.quick, text,
                          dict(machine=info, rows=rows, slopes=slopes))
     print(f"written to {path}")

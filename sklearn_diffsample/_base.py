@@ -20,7 +20,6 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._bandwidth import heldout_bandwidth
-from ._coordinates import COORDINATES, fit_coordinates, log_jacobian, to_data, to_internal
 from ._conditional import (
     encode_fit_labels,
     encode_labels,
@@ -28,6 +27,7 @@ from ._conditional import (
     sample_by_class,
     score_by_class,
 )
+from ._coordinates import COORDINATES, fit_coordinates, log_jacobian, to_data, to_internal
 from ._neighbors import ALGORITHMS
 from ._parallel import blas_thread_limit, blas_threads_per_worker, seed_sequence
 
