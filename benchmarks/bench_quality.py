@@ -8,6 +8,8 @@ smoothing parameter is chosen by ``GridSearchCV`` on the SAME ``KFold`` folds
 (fixed seed): by held-out log-likelihood where the method has an exact one,
 by held-out SW2 of its samples otherwise (GaussianMixture: BIC, as
 the benchmark prescribes; the DDPM is trained once, it has no smoothing knob).
+The guided sampler runs with ``coordinates="isotropic"`` here, so that its
+bandwidth grid spans the same KDE laws as KernelDensity-CV's.
 
 Usage::
 
@@ -110,14 +112,19 @@ def build(method, X, folds, cfg, dataset=None, seed=None):
         return MLPDDPM(n_iter=cfg["ddpm_iter"]), {"param": "-", "value": None, "select_s": 0.0,
                                                    "criterion": "none (trained once)"}
     if method == "GuidedDiffusionSampler":
-        est, name, grid, scoring = (GuidedDiffusionSampler(n_steps=cfg["guided_steps"]),
-                                    "bandwidth", h_grid, None)
+        # Isotropic internal units (the root mean variance): the same grid of
+        # KDE laws as KernelDensity-CV's, so that the two can match exactly.
+        est = GuidedDiffusionSampler(n_steps=cfg["guided_steps"], coordinates="isotropic")
+        name, scoring = "bandwidth", None
+        grid = np.asarray(h_grid) / float(np.sqrt(np.mean(np.var(X, axis=0))))
     elif method == "PathExtrapolationDensity":
         est = PathExtrapolationDensity(n_steps=cfg["path_steps"], n_splits=cfg["path_splits"],
                                        n_reference_samples=cfg["path_refs"], random_state=0)
         name, grid, scoring = "bandwidth", np.geomspace(0.05, 1.6, cfg["path_grid"]), None
     elif method == "MMSOLDSampler":
-        nn = NearestNeighbors(n_neighbors=2).fit(X).kneighbors(X)[0][:, 1]
+        # In MM-SOLD's internal units, the per-feature z-scores.
+        Zs = (X - X.mean(axis=0)) / X.std(axis=0)
+        nn = NearestNeighbors(n_neighbors=2).fit(Zs).kneighbors(Zs)[0][:, 1]
         est = MMSOLDSampler(n_steps=cfg["mmsold_steps"], score_estimator="knn",
                             algorithm="kd_tree", random_state=0)
         name, scoring = "smoothing", sw2_scorer

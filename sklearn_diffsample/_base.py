@@ -27,7 +27,15 @@ from ._conditional import (
     sample_by_class,
     score_by_class,
 )
-from ._coordinates import COORDINATES, fit_coordinates, log_jacobian, to_data, to_internal
+from ._coordinates import (
+    COORDINATES,
+    data_location_scale,
+    data_scale,
+    fit_coordinates,
+    log_jacobian,
+    to_data,
+    to_internal,
+)
 from ._neighbors import ALGORITHMS
 from ._parallel import blas_thread_limit, blas_threads_per_worker, seed_sequence
 
@@ -50,41 +58,6 @@ _SCORE_ROWS = 1024
 # squared distances of order one, above the upper end every pattern weighs the
 # same.
 BANDWIDTH_RANGE = (1e-100, 1e6)
-
-
-def _power_of_two_below(value):
-    """2^(e-1) <= value < 2^e (1 for 0): dividing by it is exact, and finite
-    even next to the largest float64."""
-    return float(np.ldexp(1.0, int(np.frexp(value)[1]) - 1)) if value > 0 else 1.0
-
-
-def data_location_scale(X, axis=None):
-    """Mean and spread of X, free of overflow and underflow.
-
-    The spread is sqrt(mean per-feature variance) (``axis=None``) or the
-    per-feature standard deviation (``axis=0``).  Both are computed on X
-    divided by powers of two that bring its magnitude and then its deviations
-    near 1, so that data near 1e300 or 1e-300 get their true scale rather than
-    an overflowed or underflowed variance, and data of ordinary size get
-    exactly ``X.mean(0)`` and ``X.std(0)``.  A spread of zero is reported as 1.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    magnitude = _power_of_two_below(float(np.max(np.abs(X)))) if X.size else 1.0
-    U = X / magnitude
-    centre = U.mean(axis=0)
-    spread = _power_of_two_below(float(np.max(np.abs(U - centre)))) if X.size else 1.0
-    var = np.var(U / spread, axis=0)
-    factor = magnitude * spread
-    if axis == 0:
-        scale = factor * np.sqrt(var)
-        return magnitude * centre, np.where(scale > 0, scale, 1.0)
-    scale = factor * float(np.sqrt(np.mean(var)))
-    return magnitude * centre, scale if scale > 0 else 1.0
-
-
-def data_scale(X):
-    """sigma_bar = sqrt(mean per-feature variance); 1 for data without spread."""
-    return data_location_scale(X)[1]
 
 
 def check_bandwidth_range(value, name="bandwidth"):
@@ -281,8 +254,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
     # ------------------------------------------------- internal coordinates
     def _fit_coordinates(self, X):
         """Set ``location_``, ``scale_`` and ``whitening_`` from X; return X in them."""
-        self.location_, self.scale_ = data_location_scale(X, axis=0)
-        self.whitening_ = fit_coordinates(X, self.coordinates, self.location_, self.scale_)
+        self.location_, self.scale_, self.whitening_ = fit_coordinates(X, self.coordinates)
         return self._to_internal(X)
 
     def _to_internal(self, X):

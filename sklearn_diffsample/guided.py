@@ -156,11 +156,13 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         up to 2000 rows, one 1000-row hold-out beyond: about 20 exact engine
         passes); ``"scott"`` and ``"silverman"`` are the rules of
         ``resolve_bandwidth``.  ``fit`` refuses an h outside 1e-100 to 1e6.
-    coordinates : {"standardized", "whitened"}, default="standardized"
+    coordinates : {"standardized", "whitened", "isotropic"}, default="standardized"
         The internal coordinates, where the kernel is isotropic and lengths
         (``bandwidth``, ``data_bandwidth``) are measured: the training data's
-        per-feature z-scores, or its whitened coordinates (identity
-        covariance).  Samples and densities are in data units.
+        per-feature z-scores, its whitened coordinates (identity covariance),
+        or one common scale, the root mean per-feature variance (features
+        already in one unit, PCA scores say).  Samples and densities are in
+        data units.
     schedule : {"cosine", "linear"}, default="cosine"
         Variance-preserving noise schedule.
     n_steps : int or "auto", default=50
@@ -243,11 +245,11 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
-        feature is constant).
+        feature is constant); the root mean variance, repeated, for
+        ``coordinates="isotropic"``.
     whitening_ : ndarray of shape (n_features, n_features)
-        The identity for ``coordinates="standardized"``, the symmetric
-        inverse square root of the training correlation matrix for
-        ``"whitened"``.
+        The symmetric inverse square root of the training correlation
+        matrix for ``coordinates="whitened"``, else the identity.
     n_steps_ : int
         Number of steps actually taken.
     order_ : int

@@ -346,11 +346,13 @@ class MMSOLDSampler(BaseDiffusionDensity):
         score-smoothed Langevin particles on V alone, without moment matching
         (the paper's SOLD baseline; their law exp(-V) is not the one
         ``score_samples`` describes).
-    coordinates : {"standardized", "whitened"}, default="standardized"
+    coordinates : {"standardized", "whitened", "isotropic"}, default="standardized"
         The internal coordinates, where the kernel is isotropic and lengths
-        (``bandwidth``, ``smoothing``, ``step_size``) are measured: the
-        training data's per-feature z-scores, or its whitened coordinates
-        (identity covariance).  Samples and densities are in data units.
+        (``bandwidth``, ``smoothing``, ``step_size``) are measured: the training data's
+        per-feature z-scores, its whitened coordinates (identity covariance),
+        or one common scale, the root mean per-feature variance (features
+        already in one unit, PCA scores say).  Samples and densities are in
+        data units.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
         Neighbour index of the "knn" estimator.
     batch_size : int or None, default=None
@@ -389,11 +391,11 @@ class MMSOLDSampler(BaseDiffusionDensity):
         Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
-        feature is constant).
+        feature is constant); the root mean variance, repeated, for
+        ``coordinates="isotropic"``.
     whitening_ : ndarray of shape (n_features, n_features)
-        The identity for ``coordinates="standardized"``, the symmetric
-        inverse square root of the training correlation matrix for
-        ``"whitened"``.
+        The symmetric inverse square root of the training correlation
+        matrix for ``coordinates="whitened"``, else the identity.
     target_mean_ : ndarray of shape (n_features,)
         mu*, in data units.
     target_covariance_ : ndarray of shape (n_features, n_features)

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_consistent_length
 
-from ._base import BANDWIDTH_RULES, data_location_scale, resolve_bandwidth
+from ._base import BANDWIDTH_RULES, resolve_bandwidth
 from ._conditional import encode_fit_labels
 from ._coordinates import fit_coordinates, to_internal
 from ._parallel import seed_sequence
@@ -162,8 +162,7 @@ class DiffusionOverSampler(BaseEstimator):
         # A class's bandwidth is chosen on its rows in the internal
         # coordinates of the samplers, which are fitted on all rows.
         coordinates = GuidedDiffusionSampler().coordinates
-        location, scale = data_location_scale(X, axis=0)
-        Z = to_internal(X, location, scale, fit_coordinates(X, coordinates, location, scale))
+        Z = to_internal(X, *fit_coordinates(X, coordinates))
         for label, n_new in self.sampling_strategy_.items():
             if n_new <= 0:
                 continue

@@ -176,11 +176,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         the Gaussian KDE of the patterns (about 20 exact engine passes; see
         ``GuidedDiffusionSampler``); "scott" and "silverman" are the rules of
         ``resolve_bandwidth``.
-    coordinates : {"standardized", "whitened"}, default="standardized"
+    coordinates : {"standardized", "whitened", "isotropic"}, default="standardized"
         The internal coordinates, where the kernel is isotropic and lengths
-        (``bandwidth``, ``beta``, ``reference``) are measured: the training
-        data's per-feature z-scores, or its whitened coordinates (identity
-        covariance).  Samples and densities are in data units.
+        (``bandwidth``, ``beta``, ``reference``) are measured: the training data's
+        per-feature z-scores, its whitened coordinates (identity covariance),
+        or one common scale, the root mean per-feature variance (features
+        already in one unit, PCA scores say).  Samples and densities are in
+        data units.
     extrapolation : {"halves", "richardson", "none", "exact"}, default="halves"
         ``"halves"``: x_full + c (mean of the 2K half paths - x_full), c =
         ``extrapolation_coef``, K = ``n_splits``.  ``"richardson"``: the naive
@@ -230,11 +232,11 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
         Per-feature standard deviation of the training data (1 where a
-        feature is constant).
+        feature is constant); the root mean variance, repeated, for
+        ``coordinates="isotropic"``.
     whitening_ : ndarray of shape (n_features, n_features)
-        The identity for ``coordinates="standardized"``, the symmetric
-        inverse square root of the training correlation matrix for
-        ``"whitened"``.
+        The symmetric inverse square root of the training correlation
+        matrix for ``coordinates="whitened"``, else the identity.
     patterns_ : ndarray of shape (n_samples, n_features)
         The training rows (data units), which the tower sampler returns.
     posterior_ : PatternPosterior

@@ -15,7 +15,7 @@ from sklearn_diffsample.guided import GuidedDiffusionSampler
 
 from sklearn_diffsample._likelihood import probability_flow_log_density
 
-from ._reference import standardized_kde_log_density, zscore_stats
+from ._reference import brute_kde_log_density, standardized_kde_log_density, zscore_stats
 
 
 def _two_circles(n_per_class=200, seed=0):
@@ -58,6 +58,19 @@ def test_closed_form_is_the_float64_kde(circles):
     theirs = KernelDensity(bandwidth=h).fit((X - mean) / std).score_samples((near - mean) / std)
     np.testing.assert_allclose(GuidedDiffusionSampler(bandwidth=h).fit(X).score_samples(near),
                                theirs - np.sum(np.log(std)), rtol=1e-10)
+
+
+def test_isotropic_coordinates_are_the_data_unit_kde(circles):
+    # One common scale, the root mean variance: the law is KernelDensity's on
+    # the raw data at bandwidth h times that scale.
+    X, _ = circles
+    X = [3.0, 0.5] * X + 7.0
+    h, scale = 0.1, np.sqrt(np.mean(X.var(axis=0)))
+    est = GuidedDiffusionSampler(bandwidth=h, coordinates="isotropic").fit(X)
+    np.testing.assert_allclose(est.scale_, scale, rtol=1e-12)
+    near = X[::13] + 0.05
+    np.testing.assert_allclose(est.score_samples(near),
+                               brute_kde_log_density(near, X, h * scale), rtol=1e-10)
 
 
 def test_gaussian_model_closed_form(circles):

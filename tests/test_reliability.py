@@ -34,7 +34,8 @@ def X():
     lambda: PathExtrapolationDensity(random_state=0, **FAST_PATH),
     lambda: MMSOLDSampler(n_steps=3, batch_size=20, random_state=0),
     lambda: MMSOLDSampler(n_steps=3, batch_size=20, coordinates="whitened", random_state=0),
-], ids=["guided", "path", "mmsold", "mmsold-whitened"])
+    lambda: GuidedDiffusionSampler(n_steps=10, coordinates="isotropic"),
+], ids=["guided", "path", "mmsold", "mmsold-whitened", "guided-isotropic"])
 def test_far_scales_are_scale_equivariant(X, make, factor):
     # Multiplying the data by c multiplies the samples by c and shifts every
     # log-density by -d log c: the reference is the same model on X itself.
