@@ -37,7 +37,7 @@ from ._coordinates import (
     to_internal,
 )
 from ._neighbors import ALGORITHMS
-from ._parallel import blas_thread_limit, blas_threads_per_worker, seed_sequence
+from ._parallel import hot_loop_blas, seed_sequence
 
 __all__ = [
     "BaseDiffusionDensity",
@@ -213,7 +213,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        with restored_on_failure(self):
+        with restored_on_failure(self), hot_loop_blas():
             if not self._per_class_models:
                 self._fit(X, y)
             else:
@@ -300,12 +300,11 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
 
     def _score_rows(self, func, X, *args):
         """Apply ``func(rows, *args)`` on fixed row chunks, in parallel threads."""
-        if X.shape[0] <= _SCORE_ROWS:
-            return np.asarray(func(X, *args), dtype=np.float64)
-        n_jobs = getattr(self, "n_jobs", None)
-        starts = range(0, X.shape[0], _SCORE_ROWS)
-        inner = blas_threads_per_worker(n_jobs, len(starts))
-        with blas_thread_limit(inner):
+        with hot_loop_blas():
+            if X.shape[0] <= _SCORE_ROWS:
+                return np.asarray(func(X, *args), dtype=np.float64)
+            n_jobs = getattr(self, "n_jobs", None)
+            starts = range(0, X.shape[0], _SCORE_ROWS)
             parts = Parallel(n_jobs=n_jobs, prefer="threads")(
                 delayed(func)(X[start:start + _SCORE_ROWS], *args) for start in starts
             )

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.utils.parallel import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
@@ -24,8 +23,9 @@ except ImportError:  # pragma: no cover - older threadpoolctl
 
 __all__ = [
     "Progress",
+    "HOT_LOOP_BLAS_THREADS",
     "blas_thread_limit",
-    "blas_threads_per_worker",
+    "hot_loop_blas",
     "chunk_sizes",
     "chunk_slices",
     "run_chunks",
@@ -211,14 +211,17 @@ def blas_thread_limit(n_threads):
     return _BLAS_LIMITER.limit(n_threads)
 
 
-def blas_threads_per_worker(n_jobs, n_tasks):
-    """BLAS threads each of ``n_jobs`` workers may use, or None for no limit.
+# BLAS threads inside the package's hot loops.  Their products are blocks of at
+# most a few hundred queries, which a second BLAS thread barely speeds up on an
+# idle machine and slows down several times on a busy one, where its spinning
+# thread competes for a core (benchmarks/results/blas.md); the parallelism is
+# n_jobs, over chunks.
+HOT_LOOP_BLAS_THREADS = 1
 
-    Workers share the machine's cores, so that ``n_jobs`` workers do not each
-    start a full BLAS thread pool.
-    """
-    workers = effective_n_jobs(n_jobs) if n_tasks > 1 else 1
-    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+def hot_loop_blas():
+    """Context: BLAS limited to :data:`HOT_LOOP_BLAS_THREADS`, scoped and thread-safe."""
+    return blas_thread_limit(HOT_LOOP_BLAS_THREADS)
 
 
 def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
@@ -258,7 +261,7 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
         ``func``'s results, in chunk order.
     """
     children = seed.spawn(len(chunks))
-    inner = blas_threads_per_worker(n_jobs, len(chunks))
+    inner = HOT_LOOP_BLAS_THREADS
     progress = Progress(len(chunks) * steps_per_chunk, desc, verbose)
     tasks = (
         delayed(_run_chunk)(func, i, chunk, children[i], progress, os.getpid(), inner)
