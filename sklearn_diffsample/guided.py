@@ -10,7 +10,7 @@ classifier-free guidance combines D_w = D_u + w (D_c - D_u).
 
 Notation (docs, design): x_t = alpha_t x_0 + sigma_t eps, lambda_t =
 log(alpha_t / sigma_t).  Everything runs in the internal coordinates of
-:mod:`._coordinates` (standardised or whitened), where N(0, I) is the right
+:mod:`._coordinates` (standardised, whitened or isotropic), where N(0, I) is the right
 start whatever the data's units; results are reported in data units.
 """
 
@@ -209,8 +209,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         clusters that can carry a query's posterior and replaces the others
         by Gaussian surrogates (:ref:`clustered means <design-clustered>`),
         at a cost that grows like sqrt(N).  ``"auto"``: clustered from 10,000
-        training rows, exact below.  ``score_samples`` is exact either way; the Gaussian score model
-        is always exact.
+        training rows, exact below.  ``score_samples`` is exact either way;
+        the Gaussian score model is always exact.
     n_neighbors : int or None, default=None
         Certified top-k: each query sums over its k nearest patterns only where
         the neglected mass is certified below ``tol`` (small noise); the engine
@@ -332,12 +332,11 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     }
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "guidance_scale")
 
-    def __init__(self, *, bandwidth="auto", coordinates="standardized", schedule="cosine", n_steps=50,
-                 n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
+    def __init__(self, *, bandwidth="auto", coordinates="standardized", schedule="cosine",
+                 n_steps=50, n_steps_tol=0.02, timesteps="angle", eta=0.0, guidance_scale=1.0,
                  final_denoise=False, score_model="empirical", data_bandwidth=0.0,
                  denoiser="auto", n_neighbors=None, tol=1e-8, order=2, algorithm="auto",
-                 batch_size=1024,
-                 n_jobs=None, random_state=None, verbose=0):
+                 batch_size=1024, n_jobs=None, random_state=None, verbose=0):
         super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
                          batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
                          verbose=verbose)
@@ -446,8 +445,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         y : label or array-like of shape (n_samples,), default=None
             Class-conditional density of that class (each row's class).
         method : {"closed_form", "ode"}, default="closed_form"
-            ``"closed_form"``: the exact-flow law, a Gaussian KDE (internal coordinates) of bandwidth
-            sqrt(h**2 + h0**2) (class-conditional with ``y``: the w = 1 law), or
+            ``"closed_form"``: the exact-flow law, a Gaussian KDE (internal
+            coordinates) of bandwidth sqrt(h**2 + h0**2) (class-conditional with ``y``: the w = 1 law), or
             N(mean, cov + (h**2 + h0**2) I) for the Gaussian model.  ``"ode"``:
             the likelihood of the probability-flow ODE of the guided score with
             ``guidance_scale`` (exact divergence, scipy ``solve_ivp`` at rtol

@@ -10,8 +10,9 @@ from sklearn_diffsample import (
 )
 
 # Each factory takes the paths a contract could break in: stochastic guided
-# steps, the clustered denoiser (per class), the smoothed and unsmoothed MM-SOLD swarms, uncoupled particles,
-# extrapolated and tower paths, and a transformed estimator.
+# steps, the clustered denoiser (per class), the smoothed and unsmoothed
+# MM-SOLD swarms, uncoupled particles, extrapolated and tower paths, and a
+# transformed estimator.
 FACTORIES = {
     "guided": lambda: GuidedDiffusionSampler(n_steps=6, eta=0.5, batch_size=16),
     "guided-labelled": lambda: GuidedDiffusionSampler(n_steps=6, eta=0.5, batch_size=16,
