@@ -29,6 +29,7 @@ from ._conditional import (
 )
 from ._coordinates import (
     COORDINATES,
+    covariance_to_data,
     data_location_scale,
     data_scale,
     fit_coordinates,
@@ -262,6 +263,9 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
 
     def _to_data(self, Z):
         return to_data(Z, self.location_, self.scale_, self.whitening_)
+
+    def _covariance_to_data(self, cov):
+        return covariance_to_data(cov, self.scale_, self.whitening_)
 
     def _log_jacobian(self):
         """log|det dz/dx|: add it to an internal log-density to get data units."""

@@ -24,8 +24,8 @@ standardised data, whose entries are of order one.
 
 import numpy as np
 
-__all__ = ["COORDINATES", "data_location_scale", "data_scale", "fit_coordinates",
-           "log_jacobian", "offset_to_data", "to_data", "to_internal"]
+__all__ = ["COORDINATES", "covariance_to_data", "data_location_scale", "data_scale",
+           "fit_coordinates", "log_jacobian", "offset_to_data", "to_data", "to_internal"]
 
 COORDINATES = ("standardized", "whitened", "isotropic")
 # Correlation eigenvalues below this fraction of the largest are directions
@@ -105,6 +105,16 @@ def to_internal(X, location, scale, whitening):
 def offset_to_data(V, scale, whitening):
     """An internal displacement v in data units: (v @ whitening^-1) * scale."""
     return np.linalg.solve(whitening, np.asarray(V).T).T * scale
+
+
+def covariance_to_data(cov, scale, whitening):
+    """An internal covariance in data units: M^T cov M, x - location = z M.
+
+    inf where the data's variance overflows float64 (data near 1e155).
+    """
+    M = offset_to_data(np.eye(len(scale)), scale, whitening)
+    with np.errstate(over="ignore"):
+        return M.T @ cov @ M
 
 
 def to_data(Z, location, scale, whitening):

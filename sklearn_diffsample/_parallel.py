@@ -227,7 +227,7 @@ def hot_loop_blas():
 def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
     rng = np.random.default_rng(seed)
     report = partial(progress.step, index)
-    if inner_threads is None or os.getpid() == parent_pid:
+    if os.getpid() == parent_pid:
         # Thread workers share the BLAS limit set once by the driver.
         return func(chunk, rng, report)
     with blas_thread_limit(inner_threads):

@@ -478,13 +478,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
 
 def _gaussians_in_data_units(est, classes):
     """The fitted Gaussian(s) of a GaussianScore as public attributes, data units."""
-    # x - location_ = z M with M = whitening_^-1 diag(scale_).
-    M = np.linalg.solve(est.whitening_, np.diag(est.scale_))
-
     def to_data(label):
         mean, cov = est.score_model_.mean_covariance(label)
-        with np.errstate(over="ignore"):  # inf where the data's variance is (near 1e155)
-            return est._to_data(mean[None, :])[0], M.T @ cov @ M
+        return est._to_data(mean[None, :])[0], est._covariance_to_data(cov)
 
     out = dict(zip(("mean_", "covariance_"), to_data(None)))
     if classes is not None:

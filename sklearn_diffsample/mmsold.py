@@ -542,11 +542,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
         self.calibration_size_ = swarm_size if self.batch_size is not None else max(
             5 * (d + 1), min(swarm_size, max(_CAL_MIN, _CAL_PER_PATTERN * n)))
-        # x - location_ = z M, M = whitening_^-1 diag(scale_).
-        M = np.linalg.solve(self.whitening_, np.diag(self.scale_))
         self.target_mean_ = self._to_data(mu[None, :])[0]
-        with np.errstate(over="ignore"):  # inf where the data's variance is (near 1e155)
-            self.target_covariance_ = M.T @ Sigma @ M
+        self.target_covariance_ = self._covariance_to_data(Sigma)
         self.posterior_ = posterior
         self.swarm_mean_, self.swarm_scale_ = mu, A
         _calibrate(self, seeds[2], seeds[3])
