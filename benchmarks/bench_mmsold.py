@@ -10,6 +10,13 @@
    twice the median nearest-pattern distance) so that each timed step runs the full smoothed
    score with M = 32 antithetic draws: calibration does not change the cost of
    a step.
+3. The log-normaliser against the dimension (d in 2..32, a 10-component
+   Gaussian mixture, N = 500, MMSOLDSampler at its defaults): the ESS and the
+   reported standard error of log Z, the spread of log Z over reruns of the
+   importance sampler at the fitted tilt (does the reported error hold?), the
+   spread of the held-out log-likelihood over refits with other seeds (tilt
+   and log Z together), and the fit time.  Target (issue 11): standard error
+   at most 0.05 nats up to d = 32.
 2. Quality on the four 2-D targets (N = 1000 training points, 5000
    held-out): SW2 to the held-out data, DCR ratio and copy rate of
    MMSOLDSampler at its defaults against KernelDensity with a GridSearchCV
@@ -30,15 +37,19 @@ import numpy as np
 from _common import header, machine, mean_std, timed, write
 from _baselines import kde_cv
 from sklearn_diffsample import PatternPosterior
+from sklearn_diffsample._calibration import DefensiveProposal, importance_log_normalizer
 from sklearn_diffsample.datasets import make_target
 from sklearn_diffsample.metrics import memorization, sliced_wasserstein
-from sklearn_diffsample.mmsold import MMSOLDSampler
+from sklearn_diffsample.mmsold import MMSOLDSampler, _n_importance_draws
 
 TARGETS = ["checkerboard", "two_spirals", "rings", "moons"]
 FULL = dict(sizes=(1_000, 10_000, 100_000), d=16, particles=500, timed_steps=10,
-            n_train=1000, n_test=5000, n_gen=1000, seeds=(0, 1, 2), kde_grid=12)
+            n_train=1000, n_test=5000, n_gen=1000, seeds=(0, 1, 2), kde_grid=12,
+            log_z_dims=(2, 4, 8, 16, 32), log_z_n=500, log_z_reruns=5)
 QUICK = dict(sizes=(1_000, 3_000), d=16, particles=200, timed_steps=3,
-             n_train=400, n_test=1000, n_gen=300, seeds=(0,), kde_grid=6)
+             n_train=400, n_test=1000, n_gen=300, seeds=(0,), kde_grid=6,
+             log_z_dims=(2, 8), log_z_n=200, log_z_reruns=3)
+LOG_Z_TARGET = 0.05
 
 
 # ----------------------------------------------------------------- speed
@@ -110,6 +121,41 @@ def quality_rows(name, cfg):
     return rows
 
 
+# ------------------------------------------------------------- log Z vs d
+def _mixture(d, n, seed):
+    rng = np.random.default_rng(seed)
+    centres = 2.0 * rng.normal(size=(10, d))
+    return centres[rng.integers(0, 10, n)] + rng.normal(size=(n, d)), centres
+
+
+def log_z_row(d, cfg):
+    X, centres = _mixture(d, cfg["log_z_n"], d)
+    rng = np.random.default_rng(1000 + d)
+    X_test = centres[rng.integers(0, 10, 1000)] + rng.normal(size=(1000, d))
+    fits, caught_all = [], 0
+    for seed in range(cfg["log_z_reruns"]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit_s, est = timed(lambda: MMSOLDSampler(random_state=seed).fit(X))
+        caught_all += len(caught)
+        fits.append((fit_s, est, float(np.mean(est.score_samples(X_test)))))
+    est = fits[0][1]
+    proposal = DefensiveProposal(est.posterior_, est.bandwidth_, est.swarm_mean_,
+                                 est.swarm_scale_)
+    reruns = [importance_log_normalizer(
+        est._tilted_energy, proposal, _n_importance_draws(est.posterior_.n_patterns),
+        np.random.default_rng(seed), rows=est._score_rows)[0]
+        for seed in range(100, 100 + cfg["log_z_reruns"])]
+    return dict(d=d, N=cfg["log_z_n"], multipliers=d + d * (d + 1) // 2,
+                ess=[f[1].calibration_ess_ for f in fits],
+                se=[f[1].log_normalizer_se_ for f in fits],
+                log_z_rerun_std=float(np.std(reruns, ddof=1)),
+                heldout_ll_std=float(np.std([f[2] for f in fits], ddof=1)),
+                fit_s=[f[0] for f in fits], warnings=caught_all,
+                target_met=bool(max(f[1].log_normalizer_se_ for f in fits) <= LOG_Z_TARGET
+                                and np.std(reruns, ddof=1) <= LOG_Z_TARGET))
+
+
 def verdict(rows):
     """Per target: does MM-SOLD reach SW2 <= KDE-CV's with a higher DCR ratio?"""
     out = {}
@@ -124,9 +170,30 @@ def verdict(rows):
 
 
 # ---------------------------------------------------------------- output
-def markdown(speed, quality, verdicts, cfg, quick, started, info):
+def markdown(speed, quality, verdicts, log_z, cfg, quick, started, info):
     lines = header("MMSOLDSampler benchmark", "bench_mmsold.py", quick, started, info)
     lines += [
+        f"## log Z against the dimension (N = {cfg['log_z_n']}, 10-component Gaussian "
+        f"mixture, defaults, {cfg['log_z_reruns']} seeds)",
+        "",
+        "ESS and reported SE of the fitted log Z (mean over the seeds, and the largest SE); "
+        "rerun std: the spread of log Z over reruns of the importance sampler at the first "
+        "fit's tilt (what the reported SE claims to be); held-out LL std: the spread of the "
+        "mean held-out log-likelihood over refits with other seeds (tilt and log Z together). "
+        f"Target: SE at most {LOG_Z_TARGET} nats.",
+        "",
+        "| d | multipliers | ESS | SE mean / max | rerun std | held-out LL std | fit s | "
+        "warnings | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in log_z:
+        lines.append(f"| {r['d']} | {r['multipliers']} | {np.mean(r['ess']):.2f} | "
+                     f"{np.mean(r['se']):.3f} / {np.max(r['se']):.3f} | "
+                     f"{r['log_z_rerun_std']:.3f} | {r['heldout_ll_std']:.3f} | "
+                     f"{np.mean(r['fit_s']):.2f} | {r['warnings']} | "
+                     f"{'yes' if r['target_met'] else 'no'} |")
+    lines += [
+        "",
         "## Time per step vs N (d = 16, score_estimator=\"knn\", algorithm=\"nndescent\")",
         "",
         f"One swarm of {cfg['particles']} particles, K = L = 50, M antithetic draws per "
@@ -173,12 +240,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     started, info = time.perf_counter(), machine()
+    log_z = [log_z_row(d, cfg) for d in cfg["log_z_dims"]]
     quality = [row for name in TARGETS for row in quality_rows(name, cfg)]
     verdicts = verdict(quality)
     speed = speed_table(cfg)
-    text = markdown(speed, quality, verdicts, cfg, args.quick, started, info)
+    text = markdown(speed, quality, verdicts, log_z, cfg, args.quick, started, info)
     path = write("mmsold_bench", args.quick, text, dict(config=cfg, machine=info, speed=speed,
-                                                  quality=quality, verdict=verdicts))
+                                                  quality=quality, verdict=verdicts,
+                                                  log_z=log_z))
     print(text)
     print(f"written to {path}")
 

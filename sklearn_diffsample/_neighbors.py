@@ -20,7 +20,7 @@ ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree", "nndescent")
 # fresh process spends about 35 s loading pynndescent's compiled code even with
 # a warm numba cache; below 200,000 patterns brute force answers ~25 batches of
 # 1000 queries in that time (benchmarks/results/compile.md), more than an
-# MM-SOLD calibration swarm asks.
+# MM-SOLD calibration asks.
 _AUTO_EXACT_MAX_DIM = 10
 _AUTO_EXACT_MAX_PATTERNS = 200_000
 _NNDESCENT_GRAPH_DEGREE = 30

@@ -28,29 +28,26 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._calibration import DefensiveProposal, SteinSums, importance_log_normalizer
+from ._calibration import DefensiveProposal, importance_log_normalizer, solve_moment_tilt
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
-from ._neighbors import PatternIndex
 from ._posterior import PatternPosterior
 
 __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
 # "auto" score estimator: exact engine sums while N * d stays below this.
 _AUTO_EXACT_MAX_WORK = 100_000
-# The nearest-neighbour rules look at the neighbours of at most this many patterns.
-_NN_RULE_QUERIES = 2000
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
 # Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
 # each energy costs many pattern sums (but at least _IS_MIN_DRAWS).
 _IS_DRAWS = 20_000
-_IS_MIN_DRAWS = 2_000
+_IS_MIN_DRAWS = 4_000
 _IS_WORK = 2e7
-# Default calibration swarm: at most _CAL_PER_PATTERN particles per pattern,
-# at least max(5 (d + 1), _CAL_MIN) (see MMSOLDSampler Notes).
-_CAL_PER_PATTERN = 4
-_CAL_MIN = 100
+# The moment tilt is fitted on max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER *
+# number of multipliers) draws of the same proposal.
+_TILT_MIN_DRAWS = 4_000
+_TILT_DRAWS_PER_MULTIPLIER = 20
 # Below this ESS fraction, or above this standard error (nats), the
 # log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
@@ -149,18 +146,15 @@ class _Dynamics:
         centres = post.take(rng.integers(0, post.n_patterns, size))
         return centres + np.sqrt(self.s2) * rng.standard_normal(centres.shape)
 
-    def swarm(self, size, rng, report, stein=None):
+    def swarm(self, size, rng, report):
         """One moment-matched swarm of ``size`` particles."""
         mu, A, h = self.mu, self.A, self.h
         Y = from_particles(self.draw_kde(size, rng), mu, self.A_inv)
         lm = self.integrator == "lm"
         xi_prev = rng.standard_normal(Y.shape) if lm else None
-        for k in range(self.n_steps):
+        for _ in range(self.n_steps):
             Z = to_swarm(Y, mu, A)
             G_Z = self.grad(Z, rng)
-            # The second half of the steps; with one step, that step.
-            if stein is not None and k >= self.n_steps // 2:
-                stein.add(Z, mu, G_Z)
             xi = rng.standard_normal(Y.shape)
             if lm:
                 Y, xi_prev = lm_step(Y, G_Z @ A, h, xi_prev, xi), xi
@@ -188,26 +182,7 @@ class _Dynamics:
         return Z
 
 
-def _calibration_swarm(size, rng, report, dynamics):
-    """A swarm whose second half of steps feeds the Stein sums (module level: picklable)."""
-    stein = SteinSums(dynamics.mu.shape[0])
-    return stein, dynamics.swarm(size, rng, report, stein)
-
-
 # ------------------------------------------------------------ fit helpers
-def _median_nn_distance(X, rng):
-    """Median distance from a pattern to its nearest other pattern (0 if mostly duplicates)."""
-    n = X.shape[0]
-    if n < 2:
-        return 0.0
-    own = rng.choice(n, _NN_RULE_QUERIES, replace=False) if n > _NN_RULE_QUERIES \
-        else np.arange(n)
-    sq_dist, ind = PatternIndex(algorithm="auto").fit(X).kneighbors(X[own], 2)
-    # With duplicate rows the query itself may come second: take the other one.
-    other = np.where(ind[:, 0] == own, sq_dist[:, 1], sq_dist[:, 0])
-    return float(np.sqrt(np.median(other)))
-
-
 def _swarm_and_draws(d, batch_size, n_smoothing_draws):
     """Particles per swarm and smoothing draws per particle, checked."""
     swarm_size = max(5 * (d + 1), 500) if batch_size is None else batch_size
@@ -251,7 +226,7 @@ def _n_importance_draws(n_patterns):
     return 10 * (n // 10)
 
 
-def _calibrate(est, swarm_seed, draw_seed):
+def _calibrate(est, tilt_seed, draw_seed):
     """The limit law's fixed smoothing draws, multipliers and log Z, set on ``est``."""
     d = est.n_features_in_
     rng = np.random.default_rng(draw_seed)
@@ -261,23 +236,32 @@ def _calibrate(est, swarm_seed, draw_seed):
         est.tilt_linear_, est.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
         est.log_normalizer_, est.calibration_ess_, est.log_normalizer_se_ = 0.0, 1.0, 0.0
         return
-    ((stein, particles),) = run_chunks(
-        partial(_calibration_swarm, dynamics=est._dynamics()), [est.calibration_size_],
-        swarm_seed, n_jobs=1, verbose=est.verbose, steps_per_chunk=est.n_steps,
-        desc="calibrating")
-    est.tilt_linear_, est.tilt_quadratic_ = stein.multipliers(est.swarm_scale_ @ est.swarm_scale_)
-    # The final calibration particles stand in for the patterns of the
-    # design's defensive mixture: rho (smoothed by sigma) has mass between
-    # patterns that pi_delta lacks; the KDE is widened where the particles
-    # are sparser than delta (beyond 2-D) so that it has no holes.
-    b = max(est.bandwidth_, _median_nn_distance(particles, rng))
-    log_z, ess, se = importance_log_normalizer(
-        est._tilted_energy, DefensiveProposal(particles, b, est.swarm_mean_, est.swarm_scale_),
-        _n_importance_draws(est.posterior_.n_patterns), rng, rows=est._score_rows)
+    knn = est._knn()
+    mu, A = est.swarm_mean_, est.swarm_scale_
+    proposal = DefensiveProposal(est.posterior_, est.bandwidth_, mu, A,
+                                 n_neighbors=None if knn is None else knn[0])
+    n_max = _n_importance_draws(est.posterior_.n_patterns)
+    # The tilt is fitted on its own draws: log Z estimated on the same ones
+    # would be optimistic by about dim(theta) / (2 n ESS) nats.
+    tilt_rng = np.random.default_rng(tilt_seed)
+    n_multipliers = d + d * (d + 1) // 2
+    n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers),
+                 max(n_max, _IS_DRAWS))
+    Z = proposal.draw(n_tilt, tilt_rng)
+    log_w = -est._score_rows(est._potential, Z) - est._score_rows(proposal.log_density, Z)
+    lam, Lam, converged = solve_moment_tilt(log_w, Z - mu, A @ A)
+    est.tilt_linear_, est.tilt_quadratic_ = lam, Lam
+    log_z, ess, se = importance_log_normalizer(est._tilted_energy, proposal, n_max, rng,
+                                               rows=est._score_rows)
     # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
-    est.log_normalizer_ = log_z - float(est.tilt_linear_ @ est.swarm_mean_)
+    est.log_normalizer_ = log_z - float(lam @ mu)
     est.calibration_ess_, est.log_normalizer_se_ = ess, se
-    if ess < _POOR_ESS or se > _POOR_LOG_Z_SE:
+    if not converged or np.linalg.eigvalsh(Lam)[0] <= -1.0 / est.bandwidth_**2:
+        warnings.warn(
+            "The moment tilt of the limit law did not converge to a normalisable "
+            "density: score_samples may be off. Lower smoothing, or reduce the "
+            "dimension (e.g. PCA) before fitting.", UserWarning)
+    elif ess < _POOR_ESS or se > _POOR_LOG_Z_SE:
         warnings.warn(
             f"The importance sampler of log Z has an effective sample size of "
             f"{100 * ess:.1f}% and an estimated standard error of {se:.3g} nats (an "
@@ -326,7 +310,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
     integrator : {"lm", "em"}, default="lm"
         Leimkuhler-Matthews (noise averaged over consecutive steps; second
         order for the invariant law) or Euler-Maruyama.  Read at each
-        ``sample``; the calibration swarm uses the value set at ``fit``.
+        ``sample``.
     step_size : float or "auto", default="auto"
         h, in internal coordinates, where the drift -Sigma* grad V has
         stiffness lambda_max(Sigma*)/delta^2.  "auto" is
@@ -334,8 +318,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         about 2 the dynamics degrade and a warning is issued.  Particles relax
         over a time n_steps * h (scaled by Sigma*).
     n_steps : int, default=50
-        Langevin steps per swarm, read at each ``sample``; the calibration
-        swarm runs the value set at ``fit``.  With the "auto" step size a
+        Langevin steps per swarm, read at each ``sample``.  With the "auto" step size a
         particle diffuses about delta per step, so 50 steps relax the swarm
         well past the kernel's width.
     interaction : {"swarm", "independent", "sold"}, default="swarm"
@@ -365,8 +348,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
     n_jobs : int or None, default=None
         joblib workers over swarms and scoring rows.
     random_state : int, RandomState, Generator or None, default=None
-        Fit-time randomness: bandwidth rule subsample, index, calibration
-        swarm, fixed smoothing draws of ``score_samples``, importance draws.
+        Fit-time randomness: bandwidth rule subsample, index, fixed smoothing
+        draws of ``score_samples``, importance draws of the tilt and of log Z.
     verbose : int, default=0
         >= 1 shows progress bars over steps on stderr.
 
@@ -384,9 +367,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         h in use.
     swarm_size_ : int
         Particles per swarm (the resolved ``batch_size``).
-    calibration_size_ : int
-        Particles of the calibration swarm: ``batch_size`` when given, else
-        max(5 (d + 1), min(``swarm_size_``, max(100, 4 n_samples_fit))).
     location_ : ndarray of shape (n_features,)
         Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
     scale_ : ndarray of shape (n_features,)
@@ -419,7 +399,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
     log_normalizer_se_ : float
         Estimated standard error of ``log_normalizer_`` (delta method,
         sqrt((1/ESS - 1)/n)); 0 when sigma = 0.  With an ESS near 0 the
-        estimate itself is unreliable and too small.
+        estimate itself is unreliable and too small.  A UserWarning is raised
+        above 0.05 nats.
     calibration_ess_ : float
         Effective sample size fraction (0..1] of the importance sampler of
         log Z; 1 when sigma = 0.  A UserWarning is raised below 0.1.
@@ -445,19 +426,16 @@ class MMSOLDSampler(BaseDiffusionDensity):
     Notes
     -----
     ``score_samples`` (sigma > 0) is the tilted Gibbs density, the mean-field
-    limit (P -> infinity) of one particle; the multipliers come from Stein
-    identities on a calibration swarm (over the second half of its steps),
-    V from fixed draws, and log Z from importance sampling with the defensive
-    proposal 0.9 q + 0.1 N(mu*, Sigma*), q the Gaussian KDE (bandwidth delta)
-    of the final calibration particles.  That sampler is reliable in
-    low dimension; beyond d ~ 10-20 its ESS collapses and
-    ``calibration_ess_`` says so (:ref:`design-mmsold`).  The multipliers' Monte Carlo error shrinks
-    like 1/sqrt(``calibration_size_ * n_steps``).  Without an explicit
-    ``batch_size`` the calibration swarm has at most 4 particles per pattern
-    (at least max(5 (d + 1), 100)): with few patterns the target moments
-    themselves carry a sampling error of order 1/sqrt(n_samples), which a
-    larger swarm cannot remove; log Z uses a pilot of 2000 importance draws
-    and more (up to 20000) only until its standard error is below 5e-3.
+    limit (P -> infinity) of one particle, with V from 32 fixed draws.  ``fit``
+    draws from the defensive proposal 0.9 pi_delta + 0.1 N(mu*, Sigma*), solves
+    the convex dual of the moment constraints on max(4000, 20 m) of those
+    draws (m = d + d (d + 1) / 2 multipliers) for lambda and Lambda, and
+    estimates log Z on fresh draws: a pilot of 1000 and more (up to 20000,
+    fewer for large N but at least 4000) only until its standard error is
+    below 0.02 nats.  No swarm runs at fit: the cost is that of about
+    32 (max(4000, 20 m) + a few thousand) kernel evaluations, for any
+    ``n_steps``.  Measured effective
+    sample sizes and standard errors up to d = 32: :ref:`design-mmsold`.
 
     Why delta is the held-out-likelihood bandwidth and sigma = delta, with
     the measurements behind it: :ref:`design-mmsold`.
@@ -540,8 +518,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
         h = _step_size(self.step_size, Sigma, delta)
         self.bandwidth_, self.smoothing_, self.n_smoothing_draws_ = delta, sigma, n_draws
         self.score_estimator_, self.step_size_, self.swarm_size_ = estimator, h, swarm_size
-        self.calibration_size_ = swarm_size if self.batch_size is not None else max(
-            5 * (d + 1), min(swarm_size, max(_CAL_MIN, _CAL_PER_PATTERN * n)))
         self.target_mean_ = self._to_data(mu[None, :])[0]
         self.target_covariance_ = self._covariance_to_data(Sigma)
         self.posterior_ = posterior
@@ -565,14 +541,17 @@ class MMSOLDSampler(BaseDiffusionDensity):
         )
 
     # -------------------------------------------------------- calibration
+    def _potential(self, Z):
+        """V(z) with the fixed smoothing draws (internal coordinates)."""
+        knn = self._knn()
+        return _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
+                                self.smoothing_ * self.score_noise_,
+                                None if knn is None else knn[0])
+
     def _tilted_energy(self, Z):
         """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2 (internal coordinates)."""
-        knn = self._knn()
-        V = _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
-                             self.smoothing_ * self.score_noise_,
-                             None if knn is None else knn[0])
         R = Z - self.swarm_mean_
-        return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
+        return self._potential(Z) + R @ self.tilt_linear_ + 0.5 * np.einsum(
             "nd,de,ne->n", R, self.tilt_quadratic_, R)
 
     # ------------------------------------------------------------ scoring
