@@ -5,6 +5,7 @@ class-conditional by fitting one copy of itself per class: ``fit(X, y)`` keeps
 the model of all rows and adds ``class_models_``; ``sample(n, seed, y=...)``
 routes each requested row to its class's model, class k drawing from the k-th
 child of the call's seed, so the result is the same for any ``n_jobs``.
+:func:`beyond_class_reach` measures how far guided samples left their class.
 """
 
 import numpy as np
@@ -13,8 +14,10 @@ from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
-__all__ = ["encode_fit_labels", "encode_labels", "fit_class_models", "sample_by_class",
-           "score_by_class"]
+from ._neighbors import PatternIndex
+
+__all__ = ["beyond_class_reach", "encode_fit_labels", "encode_labels", "fit_class_models",
+           "sample_by_class", "score_by_class"]
 
 
 def encode_fit_labels(X, y):
@@ -81,3 +84,28 @@ def score_by_class(score, X, codes):
         rows = codes == k
         out[rows] = score(X[rows], int(k))
     return out
+
+
+def beyond_class_reach(samples, codes, class_patterns, kernel_std, n_reference=1000):
+    """Per class code: (count, total) of its samples farther from every class pattern
+    than 99% of draws from the class's own kernel density.
+
+    ``class_patterns(code)`` gives that class's patterns and ``kernel_std`` the
+    std of the class law's kernel (all in internal units); the reference draws
+    are a pattern plus kernel noise, from a fixed seed, so the check is
+    deterministic.  The class's own law (guidance w = 1) puts about 1% of its
+    samples beyond that reach.
+    """
+    rng = np.random.default_rng(0)
+    shares = {}
+    for code in np.unique(codes):
+        patterns = class_patterns(int(code))
+        index = PatternIndex(algorithm="auto").fit(patterns)
+        reference = (patterns[rng.integers(0, len(patterns), n_reference)]
+                     + kernel_std * rng.standard_normal((n_reference, patterns.shape[1])))
+        # Squared distances: the comparison is the same.
+        reach = np.quantile(index.kneighbors(reference, 1)[0][:, 0], 0.99)
+        sq_dist = index.kneighbors(samples[codes == code], 1)[0][:, 0]
+        shares[int(code)] = (int(np.sum(sq_dist > reach)), len(sq_dist))
+    return shares
+

@@ -5,11 +5,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
+from sklearn.datasets import load_iris
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KernelDensity, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_diffsample._conditional import beyond_class_reach
 from sklearn_diffsample.gaussian import grid_coefficients, plan_n_steps, sampler_covariance
 from sklearn_diffsample.guided import GuidedDiffusionSampler
 
@@ -258,7 +260,11 @@ def test_two_circles_support_under_guidance(circles):
     own = [NearestNeighbors(n_neighbors=1).fit(X[y == c]) for c in (0, 1)]
     for w in (1, 3, 5, 7, 10):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # DDIM is inside the guarantee: no warning
+            # Deterministic steps are inside the guarantee: no regime warning
+            # (strong guidance may still move samples beyond the class's own
+            # reach, which another warning reports).
+            warnings.filterwarnings("error", message=".*outside the regime")
+            warnings.filterwarnings("ignore", message=".*beyond their class's reach")
             S = est.sample(4000, y=labels, guidance_scale=w, random_state=w)
         d_own = np.empty(len(S))
         d_other = np.empty(len(S))
@@ -268,6 +274,35 @@ def test_two_circles_support_under_guidance(circles):
             d_other[rows] = own[1 - c].kneighbors(S[rows])[0][:, 0]
         assert d_own.max() <= 10.0 * h, (w, d_own.max() / h)
         assert np.all(d_own < d_other), w  # no leakage to the other class
+
+
+def test_class_reach_of_the_class_law_is_its_99_percent_quantile(circles):
+    # Draws from a class's own kernel density (the w = 1 law): about 1% lie
+    # beyond the reach (the 99% quantile, itself from 1000 reference draws);
+    # more than 3% has a false-alarm rate below 1e-6 (binomial, n = 2000).
+    X, y = circles
+    rng = np.random.default_rng(3)
+    own = X[y == 1]
+    draws = own[rng.integers(0, len(own), 2000)] + 0.05 * rng.standard_normal((2000, 2))
+    far = draws + np.array([10.0, 0.0])
+    shares = beyond_class_reach(np.vstack([draws, far]), np.repeat([1, 0], 2000),
+                                lambda code: X[y == 1], 0.05)
+    count, total = shares[1]
+    assert total == 2000 and count <= 0.03 * total
+    assert shares[0] == (2000, 2000)  # the "class 0" rows, checked against class 1's rows
+
+
+def test_guidance_that_leaves_the_class_warns():
+    # Measured on iris (docs/design.rst): at w <= 5 at most 8% of any class's
+    # samples lie beyond the class's 99% reach, at w = 7 a quarter of class 0's.
+    X, y = load_iris(return_X_y=True)
+    est = GuidedDiffusionSampler(random_state=0).fit(X, y)
+    for w in (1.0, 3.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            est.sample(400, y=0, guidance_scale=w, random_state=1)
+    with pytest.warns(UserWarning, match="of class 0's samples lie farther"):
+        est.sample(400, y=0, guidance_scale=7.0, random_state=1)
 
 
 def test_coarse_ddpm_with_large_guidance_warns_and_fails(circles):
