@@ -26,8 +26,10 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_memory
 
 from ._base import (
     BaseDiffusionDensity,
@@ -213,6 +215,14 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         pattern evaluations.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
         Neighbour index of the tower sampler (``extrapolation="exact"`` only).
+    memory : None, str or joblib.Memory, default=None
+        Where to cache the part of ``fit`` that does not depend on
+        ``bandwidth`` (the engine and the M endpoints), keyed by the data and
+        the other parameters, as in :class:`sklearn.pipeline.Pipeline`: fits
+        that differ only in ``bandwidth`` (a GridSearchCV over it, say) draw
+        the endpoints once per training set.  A string is a cache directory.
+        With ``random_state=None`` a cached fit reuses the endpoints of the
+        first one.
     batch_size : int, default=1024
         Samples per chunk: the unit of parallel work and of seeding.
     n_jobs : int, default=None
@@ -315,13 +325,16 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         "n_reference_samples": [Interval(Integral, 1, None, closed="left"),
                                 StrOptions({"auto"})],
         "tau_ex": [Interval(Real, 0, None, closed="left")],
+        "memory": [None, str, HasMethods(["cache"])],
     }
+    # The cache location does not shape the law.
+    _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
 
     def __init__(self, *, beta=0.4, n_steps=100, bandwidth="auto", coordinates="standardized",
                  extrapolation="halves",
                  n_splits=8, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
-                 batch_size=1024, n_jobs=None, random_state=None, verbose=0):
+                 memory=None, batch_size=1024, n_jobs=None, random_state=None, verbose=0):
         super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
                          batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
                          verbose=verbose)
@@ -334,10 +347,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.reference = reference
         self.n_reference_samples = n_reference_samples
         self.tau_ex = tau_ex
+        self.memory = memory
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y=None):
         X = self._validate_fit_data(X)
+        if self.memory is not None:
+            return self._fit_from_memory(X)
         n, d = X.shape
         if self.extrapolation in ("halves", "richardson") and n < 2:
             raise ValueError(
@@ -362,6 +378,17 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.n_reference_samples_ = int(m)
         self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
         self.endpoint_posterior_ = PatternPosterior(self._to_internal(self.endpoints_))
+        return self
+
+    def _fit_from_memory(self, X):
+        """Everything but the bandwidth from the cache (or a cached fit)."""
+        template = clone(self).set_params(bandwidth=1.0, memory=None)
+        fitted = check_memory(self.memory).cache(_fit_paths)(template, X)
+        for name, value in vars(fitted).items():
+            if name.endswith("_") and not name.startswith("_") and name != "bandwidth_":
+                setattr(self, name, value)
+        self.bandwidth_ = check_bandwidth_range(
+            resolve_bandwidth(self.bandwidth, self._to_internal(X)))
         return self
 
     # ------------------------------------------------------------- density
@@ -460,6 +487,11 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                               beta=float(self.beta), n_steps=int(self.n_steps),
                               report=report)
         return self.patterns_[nu]
+
+
+def _fit_paths(estimator, X):
+    """``estimator.fit(X)``, at module level so that joblib.Memory can key it."""
+    return estimator.fit(X)
 
 
 def _check_reference(reference, d):

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.integrate import quad
+import joblib
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
 
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample.path_extrapolation import (
     PathExtrapolationDensity,
+    _fit_paths,
     _integrate_dt,
     bridge_query,
     gaussian_bridge_posterior,
@@ -251,6 +254,38 @@ def test_grid_search_over_bandwidth_and_coefficient():
     kde = GridSearchCV(KernelDensity(), {"bandwidth": grid}, cv=3).fit(Z)
     assert kde.best_params_["bandwidth"] == 0.6
     assert search.best_params_["bandwidth"] == kde.best_params_["bandwidth"]
+
+
+def test_memory_draws_the_endpoints_once_per_training_set(tmp_path):
+    X = np.random.default_rng(15).normal(size=(40, 2))
+    memory = joblib.Memory(tmp_path, verbose=0)
+    grid = [0.2, 0.5]
+    plain = [PathExtrapolationDensity(bandwidth=h, random_state=0, **FAST).fit(X)
+             for h in grid]
+    cached = []
+    for h in grid:
+        est = PathExtrapolationDensity(bandwidth=h, memory=memory, random_state=0, **FAST)
+        key = clone(est).set_params(bandwidth=1.0, memory=None)
+        # The first bandwidth draws the endpoints; the second finds them stored.
+        assert memory.cache(_fit_paths).check_call_in_cache(key, X) == (h != grid[0])
+        cached.append(est.fit(X))
+    for est, ref in zip(cached, plain):
+        assert est.bandwidth_ == ref.bandwidth_
+        np.testing.assert_array_equal(est.endpoints_, ref.endpoints_)
+        np.testing.assert_allclose(est.score_samples(X), ref.score_samples(X), rtol=1e-12)
+        np.testing.assert_array_equal(est.sample(5, random_state=1),
+                                      ref.sample(5, random_state=1))
+    # Other data are another key; a directory name works as the memory too,
+    # and the cache location may change after fit.
+    other = PathExtrapolationDensity(memory=str(tmp_path), random_state=0, **FAST).fit(X[:30])
+    assert other.endpoints_.shape == plain[0].endpoints_.shape
+    other.set_params(memory=None).score_samples(X)
+    search = GridSearchCV(PathExtrapolationDensity(memory=memory, random_state=0, **FAST),
+                          {"bandwidth": grid}, cv=3).fit(X)
+    reference = GridSearchCV(PathExtrapolationDensity(random_state=0, **FAST),
+                             {"bandwidth": grid}, cv=3).fit(X)
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                               reference.cv_results_["mean_test_score"], rtol=1e-12)
 
 
 # ------------------------------------------------------- scikit-learn contract
