@@ -20,7 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("bench_engine.py", "bench_guided.py", "bench_mmsold.py", "bench_path.py",
            "bench_ddpm.py", "bench_oversampling.py", "bench_quality.py", "bench_realdata.py",
-           "bench_speed.py", "bench_denoiser.py", "bench_compile.py", "bench_blas.py")
+           "bench_speed.py", "bench_denoiser.py", "bench_path_denoiser.py", "bench_compile.py",
+           "bench_blas.py")
 
 
 def main(argv=None):

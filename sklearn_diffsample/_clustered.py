@@ -88,11 +88,17 @@ class PatternClusters:
         C, at most the number of patterns.
     seed : int
         Seed of the k-means initialisation.
+    labels : ndarray of shape (n_patterns,) or None, default=None
+        A given cluster (in 0..n_clusters - 1) of each pattern instead of
+        k-means (see :meth:`restrict`).
     """
 
-    def __init__(self, posterior, n_clusters, seed):
+    def __init__(self, posterior, n_clusters, seed, labels=None):
         X = posterior._x
-        labels = kmeans_labels(X, int(n_clusters), seed)
+        if labels is None:
+            labels = kmeans_labels(X, int(n_clusters), seed)
+        self.labels = labels
+        self._n_labels = int(n_clusters)
         members = np.argsort(labels, kind="stable")
         counts = np.bincount(labels, minlength=int(n_clusters))
         keep = counts > 0
@@ -108,6 +114,11 @@ class PatternClusters:
         self.radii = np.sqrt(np.maximum.reduceat(sq, self.starts[:-1]))
         self._half_sq_centres = 0.5 * np.einsum("cd,cd->c", self.centres, self.centres)
         self._sorted = None
+
+    def restrict(self, posterior, indices):
+        """The same partition of a subset: ``posterior`` holds the patterns
+        ``indices`` of the one these clusters were built on (no new k-means)."""
+        return PatternClusters(posterior, self._n_labels, None, labels=self.labels[indices])
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -37,6 +37,7 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
+from ._clustered import PatternClusters, default_n_clusters
 from ._coordinates import offset_to_data
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
@@ -48,6 +49,9 @@ __all__ = ["PathExtrapolationDensity", "path_convergence", "path_direction"]
 _AUTO_REFERENCE_PER_PATTERN = 20
 _AUTO_REFERENCE_CAP = 1000
 _RICHARDSON_COEF = -1.0 / (np.sqrt(2.0) - 1.0)
+# denoiser="auto" clusters the patterns from this many training rows on (as
+# the guided sampler does).
+_CLUSTERED_MIN_PATTERNS = 10_000
 
 
 # ---------------------------------------------------------------- the bridge
@@ -106,15 +110,20 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
     return x, snapshots
 
 
-def _engine_denoiser(posteriors, x_beta, beta, want_var):
-    """Denoiser of path j through posterior j (one engine call per path set)."""
+def _engine_denoiser(posteriors, x_beta, beta, want_var, clusters=None):
+    """Denoiser of path j through posterior j (one engine call per path set), or
+    through its clustered means where ``clusters[j]`` is given (no variances)."""
     d = x_beta.shape[1]
+    clusters = clusters or [None] * len(posteriors)
 
     def denoise(x, tau):
         mean = np.empty_like(x)
         var = np.empty(x.shape[:2]) if want_var else None
-        for j, post in enumerate(posteriors):
+        for j, (post, parts) in enumerate(zip(posteriors, clusters)):
             q, s2 = bridge_query(x[j], x_beta, tau, beta)
+            if parts is not None:
+                mean[j] = parts.mean(post, q, s2)
+                continue
             stats = post.query(q, s2, mean=True, spread=want_var)
             mean[j] = stats.mean
             if want_var:
@@ -215,6 +224,14 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         pattern evaluations.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
         Neighbour index of the tower sampler (``extrapolation="exact"`` only).
+    denoiser : {"auto", "exact", "clustered"}, default="auto"
+        How the dt paths sum over the patterns, as in
+        :class:`GuidedDiffusionSampler`: ``"clustered"`` partitions the
+        patterns at fit into about 0.5 sqrt(N) k-means clusters (the half
+        sets keep that partition) and sums exactly only over the clusters
+        that can carry a query's posterior; ``"auto"``: clustered from
+        10,000 training rows.  ``variance_correction`` and the tower sampler
+        always sum exactly.
     memory : None, str or joblib.Memory, default=None
         Where to cache the part of ``fit`` that does not depend on
         ``bandwidth`` (the engine and the M endpoints), keyed by the data and
@@ -249,6 +266,10 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         matrix for ``coordinates="whitened"``, else the identity.
     patterns_ : ndarray of shape (n_samples, n_features)
         The training rows (data units), which the tower sampler returns.
+    denoiser_ : str
+        The denoiser of the dt paths, "exact" or "clustered".
+    clusters_ : PatternClusters or None
+        The partition of the patterns behind the clustered denoiser.
     posterior_ : PatternPosterior
         The engine over the training rows in internal coordinates.
     endpoint_posterior_ : PatternPosterior
@@ -326,6 +347,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                                 StrOptions({"auto"})],
         "tau_ex": [Interval(Real, 0, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
+        "denoiser": [StrOptions({"auto", "exact", "clustered"})],
     }
     # The cache location does not shape the law.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
@@ -334,7 +356,8 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                  extrapolation="halves",
                  n_splits=8, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
-                 memory=None, batch_size=1024, n_jobs=None, random_state=None, verbose=0):
+                 denoiser="auto", memory=None, batch_size=1024, n_jobs=None, random_state=None,
+                 verbose=0):
         super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
                          batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
                          verbose=verbose)
@@ -347,6 +370,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.reference = reference
         self.n_reference_samples = n_reference_samples
         self.tau_ex = tau_ex
+        self.denoiser = denoiser
         self.memory = memory
 
     # ------------------------------------------------------------------ fit
@@ -368,10 +392,15 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z))
         self.patterns_ = X
         seed = seed_sequence(self.random_state)
+        fit_seed = index_seed(np.random.default_rng(seed.spawn(1)[0]))
         self.posterior_ = PatternPosterior(
             Z, algorithm=self.algorithm if self.extrapolation == "exact" else None,
-            random_state=index_seed(np.random.default_rng(seed.spawn(1)[0])),
+            random_state=fit_seed,
         )
+        self.denoiser_, self.clusters_ = "exact", None
+        if self._clustered(n):
+            self.denoiser_ = "clustered"
+            self.clusters_ = PatternClusters(self.posterior_, default_n_clusters(n), fit_seed)
         m = self.n_reference_samples
         if m == "auto":
             m = min(_AUTO_REFERENCE_PER_PATTERN * n, _AUTO_REFERENCE_CAP)
@@ -379,6 +408,13 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
         self.endpoint_posterior_ = PatternPosterior(self._to_internal(self.endpoints_))
         return self
+
+    def _clustered(self, n_patterns):
+        if self.extrapolation == "exact" or self.variance_correction:
+            return False
+        if self.denoiser == "auto":
+            return n_patterns >= _CLUSTERED_MIN_PATTERNS
+        return self.denoiser == "clustered"
 
     def _fit_from_memory(self, X):
         """Everything but the bandwidth from the cache (or a cached fit)."""
@@ -444,23 +480,27 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         return self.reference_mean_ + self.reference_scale_ * rng.standard_normal((size, d))
 
     def _half_posteriors(self, rng):
+        """2K half-set engines and their clusters (None for exact sums)."""
         n = self.posterior_.n_patterns
-        halves = []
+        halves, clusters = [], []
         for _ in range(int(self.n_splits)):
             perm = rng.permutation(n)
-            halves += [PatternPosterior(self.posterior_.take(np.sort(perm[: n // 2]))),
-                       PatternPosterior(self.posterior_.take(np.sort(perm[n // 2:])))]
-        return halves
+            for part in (np.sort(perm[: n // 2]), np.sort(perm[n // 2:])):
+                halves.append(PatternPosterior(self.posterior_.take(part)))
+                clusters.append(None if self.clusters_ is None
+                                else self.clusters_.restrict(halves[-1], part))
+        return halves, clusters
 
     def _path_chunk(self, size, rng, report):
         """Endpoints of ``size`` samples in internal coordinates (full and half paths)."""
         x_beta = self._start(size, rng)
-        posteriors = [self.posterior_]
+        posteriors, clusters = [self.posterior_], [self.clusters_]
         if self.extrapolation in ("halves", "richardson"):
-            posteriors += self._half_posteriors(rng)
+            halves, half_clusters = self._half_posteriors(rng)
+            posteriors, clusters = posteriors + halves, clusters + half_clusters
         d = x_beta.shape[1]
         denoise = _engine_denoiser(posteriors, x_beta, self.beta,
-                                   bool(self.variance_correction))
+                                   bool(self.variance_correction), clusters)
         k_ex = _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
         steps = dict(beta=float(self.beta), n_steps=int(self.n_steps),
                      variance_correction=bool(self.variance_correction), report=report)
@@ -477,7 +517,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         if k_ex > 0:
             # From tau_ex down, the extrapolated state follows the full-set path.
             full = _engine_denoiser(posteriors[:1], x_beta, self.beta,
-                                    bool(self.variance_correction))
+                                    bool(self.variance_correction), clusters[:1])
             x, _ = _integrate_dt(x[0], full, normal, n_paths=1, from_index=k_ex, **steps)
         return x[0]
 

@@ -79,3 +79,44 @@ def test_clustered_samples_follow_the_exact_ones():
     # Scoring stays exact whatever the denoiser.
     np.testing.assert_array_equal(auto.score_samples(X[:5]), exact.score_samples(X[:5]))
     assert GuidedDiffusionSampler(bandwidth=h, n_steps=2).fit(X[:9_999]).denoiser_ == "exact"
+
+
+def test_a_restricted_partition_keeps_the_labels_and_recomputes_the_statistics(blobs):
+    X, post, clusters = blobs
+    part = np.sort(np.random.default_rng(4).permutation(len(X))[: len(X) // 2])
+    half = PatternPosterior(X[part])
+    sub = clusters.restrict(half, part)
+    members = sub.members
+    assert np.array_equal(np.sort(members), np.arange(len(part)))
+    centred = X[part] - X[part].mean(axis=0)
+    for c in range(sub.n_clusters):
+        rows = members[sub.starts[c]:sub.starts[c + 1]]
+        # One parent cluster per restricted cluster, with the subset's statistics.
+        assert np.unique(clusters.labels[part[rows]]).size == 1
+        np.testing.assert_allclose(sub.centres[c], centred[rows].mean(axis=0), atol=1e-12)
+    # Sampling-grade on the subset too (as at the full set, s = 0.5).
+    rng = np.random.default_rng(5)
+    queries = X[part][rng.integers(0, len(part), 300)] + 0.5 * rng.normal(size=(300, 8))
+    err = np.linalg.norm(sub.mean(half, queries, 0.25)
+                         - half.query(queries, 0.25, mean=True).mean, axis=1) / 0.5
+    assert np.median(err) < 0.02 and np.quantile(err, 0.99) < 0.3
+
+
+def test_clustered_path_extrapolation_follows_the_exact_paths():
+    from sklearn_diffsample import PathExtrapolationDensity
+
+    X = _blobs(3000, 4, seed=6)
+    params = dict(n_steps=20, n_splits=2, n_reference_samples=100, bandwidth=0.2,
+                  random_state=0)
+    exact = PathExtrapolationDensity(denoiser="exact", **params).fit(X)
+    clustered = PathExtrapolationDensity(denoiser="clustered", **params).fit(X)
+    assert (exact.denoiser_, clustered.denoiser_) == ("exact", "clustered")
+    a = exact._to_internal(exact.sample_endpoints(500, random_state=1))
+    b = clustered._to_internal(clustered.sample_endpoints(500, random_state=1))
+    shift = np.linalg.norm(a - b, axis=1) / 0.2
+    assert np.median(shift) < 0.05 and np.quantile(shift, 0.95) < 0.5
+    # "auto" is exact below 10,000 rows; the variance correction needs exact sums.
+    assert PathExtrapolationDensity(**params).fit(X).denoiser_ == "exact"
+    corrected = PathExtrapolationDensity(denoiser="clustered", variance_correction=True,
+                                         **params).fit(X)
+    assert corrected.denoiser_ == "exact"
