@@ -18,7 +18,7 @@ two draws.  Speed: sampling seconds and the ratio to the exact reference
 timed in the same run; the log-log slope of the default's sampling time in N.
 The bandwidth is fixed (h = 0.25 standard deviations) so that every N
 samples the same kind of law and the fit is not the held-out bandwidth search.
-One BLAS thread.
+One BLAS thread; each sampling time is the fastest of three identical calls.
 
 Writes ``benchmarks/results/denoiser{,_quick}.md``, ``.json`` and ``.png``.
 """
@@ -32,7 +32,7 @@ import numpy as np
 from sklearn_diffsample import GuidedDiffusionSampler
 from sklearn_diffsample.metrics import sliced_wasserstein
 
-D, N_SAMPLES, H, EXACT_MAX = 16, 2000, 0.25, 100_000
+D, N_SAMPLES, H, EXACT_MAX, REPEATS = 16, 2000, 0.25, 100_000, 3
 FULL = (10_000, 100_000, 1_000_000)
 QUICK = (10_000, 30_000)
 METHODS = {
@@ -61,7 +61,10 @@ def run(n):
         if name.startswith("exact") and n > EXACT_MAX:
             continue
         fit_s, est = _common.timed(lambda: GuidedDiffusionSampler(bandwidth=H, **params).fit(X))
-        sample_s, S = _common.timed(lambda: est.sample(N_SAMPLES, 1))
+        # The fastest of REPEATS identical calls: a shared machine's load
+        # spreads single calls by 20-30%.
+        timings = [_common.timed(lambda: est.sample(N_SAMPLES, 1)) for _ in range(REPEATS)]
+        sample_s, S = min(t[0] for t in timings), timings[0][1]
         Z, Zs = est._to_internal(X), est._to_internal(S)
         sw2 = np.mean([sliced_wasserstein(Zs, kde_draw(Z, k), random_state=0) for k in (7, 9)])
         floor = np.mean([sliced_wasserstein(kde_draw(Z, k), kde_draw(Z, k + 1), random_state=0)
@@ -78,7 +81,8 @@ def markdown(rows, sizes, quick, started, info):
                            started, info)
     lines += [
         f"20-cluster Gaussian mixture, d = {D}, {N_SAMPLES} samples, bandwidth {H} "
-        "(internal units), one BLAS thread. SW2 to exact KDE draws against the iid "
+        f"(internal units), one BLAS thread, sampling time the fastest of {REPEATS} "
+        "identical calls. SW2 to exact KDE draws against the iid "
         "floor (two independent KDE draws); speed-up against the exact first-order "
         "reference timed in the same run.", "",
         "| N | method | denoiser | fit s | sample s | speed-up | SW2 | SW2 / floor |",
