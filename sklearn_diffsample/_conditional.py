@@ -86,7 +86,8 @@ def score_by_class(score, X, codes):
     return out
 
 
-def beyond_class_reach(samples, codes, class_patterns, kernel_std, n_reference=1000):
+def beyond_class_reach(samples, codes, class_patterns, kernel_std, n_reference=1000,
+                       max_patterns=20_000):
     """Per class code: (count, total) of its samples farther from every class pattern
     than 99% of draws from the class's own kernel density.
 
@@ -94,15 +95,20 @@ def beyond_class_reach(samples, codes, class_patterns, kernel_std, n_reference=1
     std of the class law's kernel (all in internal units); the reference draws
     are a pattern plus kernel noise, from a fixed seed, so the check is
     deterministic.  The class's own law (guidance w = 1) puts about 1% of its
-    samples beyond that reach.
+    samples beyond that reach.  Beyond ``max_patterns`` patterns, distances
+    are measured to a fixed random subset of that many, for the reference
+    draws (still drawn from every pattern) and the samples alike, so that the
+    check stays an exact search of bounded cost.
     """
     rng = np.random.default_rng(0)
     shares = {}
     for code in np.unique(codes):
         patterns = class_patterns(int(code))
-        index = PatternIndex(algorithm="auto").fit(patterns)
         reference = (patterns[rng.integers(0, len(patterns), n_reference)]
                      + kernel_std * rng.standard_normal((n_reference, patterns.shape[1])))
+        if len(patterns) > max_patterns:
+            patterns = patterns[rng.choice(len(patterns), max_patterns, replace=False)]
+        index = PatternIndex(algorithm="auto").fit(patterns)
         # Squared distances: the comparison is the same.
         reach = np.quantile(index.kneighbors(reference, 1)[0][:, 0], 0.99)
         sq_dist = index.kneighbors(samples[codes == code], 1)[0][:, 0]

@@ -290,6 +290,11 @@ def test_class_reach_of_the_class_law_is_its_99_percent_quantile(circles):
     count, total = shares[1]
     assert total == 2000 and count <= 0.03 * total
     assert shares[0] == (2000, 2000)  # the "class 0" rows, checked against class 1's rows
+    # Distances to a subset of the class (large classes): the reference draws
+    # come from every pattern, so the class law still leaves about 1%.
+    count, _ = beyond_class_reach(draws, np.ones(2000, dtype=int), lambda code: own, 0.05,
+                                  max_patterns=50)[1]
+    assert count <= 0.03 * 2000
 
 
 def test_guidance_that_leaves_the_class_warns():
