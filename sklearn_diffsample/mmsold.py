@@ -317,9 +317,9 @@ class MMSOLDSampler(BaseDiffusionDensity):
         about 2 the dynamics degrade and a warning is issued.  Particles relax
         over a time n_steps * h (scaled by Sigma*).
     n_steps : int, default=50
-        Langevin steps per swarm, read at each ``sample``.  With the "auto" step size a
-        particle diffuses about delta per step, so 50 steps relax the swarm
-        well past the kernel's width.
+        Langevin steps per swarm, read at each ``sample``.  With the "auto"
+        step size a particle diffuses about delta per step, so 50 steps relax
+        the swarm well past the kernel's width.
     interaction : {"swarm", "independent", "sold"}, default="swarm"
         Read at each ``sample``.  "swarm": moment-matched interacting swarms.
         "independent": uncoupled particles on the calibrated tilted energy
@@ -428,13 +428,13 @@ class MMSOLDSampler(BaseDiffusionDensity):
     limit (P -> infinity) of one particle, with V from 32 fixed draws.  ``fit``
     draws from the defensive proposal 0.9 pi_delta + 0.1 N(mu*, Sigma*), solves
     the convex dual of the moment constraints on max(4000, 20 m) of those
-    draws (m = d + d (d + 1) / 2 multipliers) for lambda and Lambda, and
-    estimates log Z on fresh draws: a pilot of 1000 and more (up to 20000,
-    fewer for large N but at least 4000) only until its standard error is
-    below 0.02 nats.  No swarm runs at fit: the cost is that of about
-    32 (max(4000, 20 m) + a few thousand) kernel evaluations, for any
-    ``n_steps``.  Measured effective
-    sample sizes and standard errors up to d = 32: :ref:`design-mmsold`.
+    draws (at most 20000; m = d + d (d + 1) / 2 multipliers) for lambda and
+    Lambda, and estimates log Z on fresh draws: a pilot of 1000 and more (up
+    to 20000, fewer for large N but at least 4000) only until its standard
+    error is below 0.02 nats.  No swarm runs at fit: the cost is that of
+    about 32 (max(4000, 20 m) + a few thousand) kernel evaluations, for any
+    ``n_steps``.  Measured effective sample sizes and standard errors up to
+    d = 32: :ref:`design-mmsold`.
 
     Why delta is the held-out-likelihood bandwidth and sigma = delta, with
     the measurements behind it: :ref:`design-mmsold`.
