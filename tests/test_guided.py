@@ -123,6 +123,9 @@ def _dyadic_classes():
     return np.vstack([A, B]), np.repeat([0, 1], len(A)), A
 
 
+# The two classes are rotations of one small set: w = 3 pushes samples past
+# the class's own reach, which sample reports (tested elsewhere).
+@pytest.mark.filterwarnings("ignore:guidance_scale=3.0 moved samples:UserWarning")
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_w0_and_w1_are_unconditional_and_conditional_bit_for_bit(eta):
     X, y, class0 = _dyadic_classes()
