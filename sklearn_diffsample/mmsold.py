@@ -45,7 +45,7 @@ _IS_DRAWS = 20_000
 _IS_MIN_DRAWS = 4_000
 _IS_WORK = 2e7
 # The moment tilt is fitted on max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER *
-# number of multipliers) draws of the same proposal.
+# number of multipliers) draws of the same proposal, at most _IS_DRAWS.
 _TILT_MIN_DRAWS = 4_000
 _TILT_DRAWS_PER_MULTIPLIER = 20
 # Below this ESS fraction, or above this standard error (nats), the
@@ -244,8 +244,7 @@ def _calibrate(est, tilt_seed, draw_seed):
     # would be optimistic by about dim(theta) / (2 n ESS) nats.
     tilt_rng = np.random.default_rng(tilt_seed)
     n_multipliers = d + d * (d + 1) // 2
-    n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers),
-                 max(n_max, _IS_DRAWS))
+    n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers), _IS_DRAWS)
     Z = proposal.draw(n_tilt, tilt_rng)
     log_w = -est._score_rows(est._potential, Z) - est._score_rows(proposal.log_density, Z)
     lam, Lam, converged = solve_moment_tilt(log_w, Z - mu, A @ A)
