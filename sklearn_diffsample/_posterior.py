@@ -42,6 +42,12 @@ _FLAT_VARIANCE = 1e300
 # Blocks of ~8 MB stay in cache across the elementwise passes over the logits.
 _MAX_QUERY_ROWS = 256
 _CACHE_BLOCK_ELEMENTS = 2**20
+# sampling_mean holds all patterns in one block up to this many; beyond, the
+# float64 engine streams them.
+_SINGLE_MAX_PATTERNS = 2**16
+# Few patterns: more query rows per block, so that numpy's per-call overhead
+# is paid on ~1 MB blocks, not on 256 x N (1.8x on 99 patterns, measured).
+_SMALL_BLOCK_ELEMENTS = 2**17
 
 
 @dataclass
@@ -97,8 +103,9 @@ def _as_variance(s2, n_queries):
 
 
 def _block_shape(n_queries, n_patterns):
-    budget = get_config()["working_memory"] * 2**20 // (8 * _TEMPORARIES_SHARE)
-    rows = max(min(n_queries, _MAX_QUERY_ROWS), 1)
+    budget = int(get_config()["working_memory"] * 2**20 // (8 * _TEMPORARIES_SHARE))
+    rows = max(_MAX_QUERY_ROWS, _SMALL_BLOCK_ELEMENTS // max(n_patterns, 1))
+    rows = max(min(n_queries, rows, budget), 1)
     cols = int(min(n_patterns, _CACHE_BLOCK_ELEMENTS // rows, max(1, budget // rows)))
     return max(rows, 1), cols
 
@@ -256,6 +263,8 @@ class PatternPosterior:
         self.offset = patterns.mean(axis=0)
         self._x = np.ascontiguousarray(patterns - self.offset)
         self._half_sq_norms = 0.5 * np.einsum("nd,nd->n", self._x, self._x)
+        # float32 [x, -|x|^2/2 + log w] and [x, 1] of sampling_mean, built on first use.
+        self._single = None
         self._radius = float(np.sqrt(2.0 * self._half_sq_norms.max()))
         if log_weights is None:
             self._log_w = None
@@ -283,6 +292,7 @@ class PatternPosterior:
         # worker that samples one class builds that class's index only).
         state = self.__dict__.copy()
         state["_children"] = {}
+        state["_single"] = None
         del state["_group_lock"]
         if self.index is not None:
             index = copy.copy(self.index)
@@ -330,6 +340,33 @@ class PatternPosterior:
                     random_state=self.random_state,
                 )
         return self._children[label]
+
+    def sampling_mean(self, queries, s2):
+        """Posterior means to the accuracy a sampler needs, summed in float32.
+
+        Every pattern is summed, as in ``query(queries, s2, mean=True)``, but
+        the weights and their sums are float32 (the logits stay float64 until
+        their maximum is taken off): 1.2-1.8x faster on up to a few thousand
+        patterns, and the means agree to about 1e-5 of the pattern spread, far
+        less than one Monte Carlo step moves a particle.  Beyond 65,536
+        patterns it is ``query``.
+
+        Parameters
+        ----------
+        queries : array-like of shape (m, d)
+        s2 : float
+            Kernel variance (one for all queries).
+
+        Returns
+        -------
+        mean : ndarray of shape (m, d), float64
+        """
+        if self.n_patterns > _SINGLE_MAX_PATTERNS:
+            return self.query(queries, s2, mean=True).mean
+        if self._single is None:
+            self._single = _sampling_arrays(self)
+        centred = np.asarray(queries, dtype=np.float64) - self.offset
+        return _sampling_means(*self._single, centred, 1.0 / float(s2)) + self.offset
 
     def log_density(self, queries, s2, **kwargs):
         """Normalised log-density of the mixture sum_i w_i N(x_i, s2 I) / sum_i w_i."""
@@ -510,6 +547,36 @@ class PatternPosterior:
         if s2 >= _FLAT_VARIANCE:
             return rng.integers(0, self.n_patterns, size=queries.shape[0])
         return _draw_by_rejection(self, queries, s2, rng, n_near)
+
+# ------------------------------------------------------------ sampling grade
+def _sampling_arrays(post):
+    """float64 logit rows [x; -|x|^2/2; log w] (d+2, n) and float32 [x, 1] (n, d+1)."""
+    log_w = (np.zeros(post.n_patterns) if post._log_w is None
+             else post._log_w - post._max_log_w)
+    logit_rows = np.vstack([post._x.T, -post._half_sq_norms, log_w])
+    totals = np.hstack([post._x, np.ones((post.n_patterns, 1))]).astype(np.float32)
+    return logit_rows, totals
+
+
+def _sampling_means(logit_rows, totals, centred, inv_s2):
+    """Posterior means at the rows of ``centred`` (about the engine's offset)."""
+    out = np.empty_like(centred)
+    rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 1)
+    for start in range(0, centred.shape[0], rows):
+        q = centred[start:start + rows]
+        ones = np.ones((q.shape[0], 1))
+        logits = np.hstack([q * inv_s2, ones * inv_s2, ones]) @ logit_rows
+        # float64 logits, shifted by their maximum (argmax and a gather: max
+        # along short rows is 3x slower) before the float32 cast, where
+        # weights below e^-3e38 become -inf and then 0.
+        logits -= np.take_along_axis(logits, logits.argmax(axis=1)[:, None], axis=1)
+        with np.errstate(over="ignore"):
+            weights = logits.astype(np.float32)
+        # In place: a fresh array for exp's output costs page faults (3x, measured).
+        weighted = np.exp(weights, out=weights) @ totals
+        out[start:start + rows] = weighted[:, :-1] / weighted[:, -1:]
+    return out
+
 
 def _categorical(rng, logits):
     """One column per row of ``logits`` (m, k), drawn by inverse CDF."""

@@ -98,11 +98,16 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
     for k in range(from_index, to_index, -1):
         tau, tau_next = taus[k], taus[k - 1]
         mean, var = denoise(x, tau)
-        step_var = np.full(x.shape[:2], bridge_step_variance(tau, tau_next))
+        noise_std = np.sqrt(bridge_step_variance(tau, tau_next))
         if variance_correction:
             # The dt step drops (dtau/tau)^2 Var(x_0 | x_tau, x_beta): put it back.
-            step_var = step_var + ((tau - tau_next) / tau) ** 2 * var
-        x = dt_step(x, mean, tau, tau_next) + np.sqrt(step_var)[..., None] * normal(k)
+            noise_std = np.sqrt(bridge_step_variance(tau, tau_next)
+                                + ((tau - tau_next) / tau) ** 2 * var)[..., None]
+        # dt_step in place: x + a (mean - x), a = dtau / tau.
+        mean -= x
+        mean *= (tau - tau_next) / tau
+        x += mean
+        x += noise_std * normal(k)
         if k - 1 in record:
             snapshots[k - 1] = x.copy()
         if report is not None:
@@ -111,8 +116,9 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
 
 
 def _engine_denoiser(posteriors, x_beta, beta, want_var, clusters=None):
-    """Denoiser of path j through posterior j (one engine call per path set), or
-    through its clustered means where ``clusters[j]`` is given (no variances)."""
+    """Denoiser of path j through posterior j (one engine call per path set):
+    exact means and variances where ``want_var``, the clustered means where
+    ``clusters[j]`` is given, else the sampling-grade means (float32 sums)."""
     d = x_beta.shape[1]
     clusters = clusters or [None] * len(posteriors)
 
@@ -123,11 +129,11 @@ def _engine_denoiser(posteriors, x_beta, beta, want_var, clusters=None):
             q, s2 = bridge_query(x[j], x_beta, tau, beta)
             if parts is not None:
                 mean[j] = parts.mean(post, q, s2)
-                continue
-            stats = post.query(q, s2, mean=True, spread=want_var)
-            mean[j] = stats.mean
-            if want_var:
-                var[j] = stats.spread / d
+            elif not want_var:
+                mean[j] = post.sampling_mean(q, s2)
+            else:
+                stats = post.query(q, s2, mean=True, spread=True)
+                mean[j], var[j] = stats.mean, stats.spread / d
         return mean, var
 
     return denoise
