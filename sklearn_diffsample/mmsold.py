@@ -77,9 +77,10 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
         Even number M of perturbations per particle (M/2 antithetic pairs).
     rng : numpy.random.Generator
     knn : tuple (K, L) or None
-        None: exact engine sums.  (K, L): K nearest patterns of the
-        unperturbed particle plus L uniform remainder patterns, shared by its
-        perturbations (MM-SOLD Sec. 3.4).
+        None: every pattern (the engine's ``sampling_mean``, float32
+        weights).  (K, L): K nearest patterns of the unperturbed particle plus
+        L uniform remainder patterns, shared by its perturbations (MM-SOLD
+        Sec. 3.4).
 
     Returns
     -------
@@ -92,7 +93,7 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
     else:
         queries = Z[:, None, :]
     if knn is None:
-        flat = posterior.query(queries.reshape(-1, d), s2, mean=True).mean
+        flat = posterior.sampling_mean(queries.reshape(-1, d), s2)
         mean = flat.reshape(queries.shape)
     else:
         _, neighbours = posterior.kneighbors(Z, knn[0])
