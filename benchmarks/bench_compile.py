@@ -1,4 +1,4 @@
-"""What pynndescent's numba compilation costs, and where an exact index is cheaper.
+"""What pynndescent's numba compilation costs, and what the default index costs instead.
 
 1. Compile cost: two fresh Python processes share a new, empty numba cache
    folder (``NUMBA_CACHE_DIR``); each imports pynndescent and runs a first
@@ -10,6 +10,12 @@
    brute force (``PatternIndex("brute")``, no build).  The number of query
    batches after which pynndescent pays for its warm first-fit overhead and
    its build is (warm overhead + build) / (brute batch - nndescent batch).
+   The same for the k-means cells (``PatternIndex("cells")``, what
+   ``algorithm="auto"`` uses beyond 200,000 patterns), with the recall of both
+   approximate indexes against brute force.
+3. A fresh process builds ``PatternIndex("auto")`` on 300,000 x 16 points
+   (quick: 210,000) and answers one batch: its first indexed fit, timed, and
+   whether numba was loaded at all.
 
 Writes ``benchmarks/results/compile{,_quick}.md`` and ``.json``.
 """
@@ -39,14 +45,23 @@ PatternIndex("nndescent", 0).fit(X).kneighbors(X[:10], 5)
 done = time.perf_counter()
 print(json.dumps({"import_s": imported - start, "first_fit_s": done - imported}))
 """
+CHILD_AUTO = """
+import json, sys, time
+import numpy as np
+from sklearn_diffsample._neighbors import PatternIndex
+X = np.random.default_rng(0).normal(size=({n}, 16))
+start = time.perf_counter()
+index = PatternIndex("auto", 0).fit(X)
+index.kneighbors(X[:1000] + 0.1, 50)
+print(json.dumps({{"algorithm": index.algorithm_, "first_fit_s": time.perf_counter() - start,
+                  "numba_loaded": "numba" in sys.modules}}))
+"""
 D, K, QUERIES = 16, 50, 1000
 
 
 def compile_cost():
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_common.ROOT),
-                                                          env.get("PYTHONPATH")]))
+        env = dict(_child_env(), NUMBA_CACHE_DIR=cache)
         runs = {}
         for name in ("cold", "warm"):
             out = subprocess.run([sys.executable, "-c", CHILD], env=env, check=True,
@@ -56,6 +71,24 @@ def compile_cost():
     return runs
 
 
+def _child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_common.ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def auto_first_fit(n):
+    out = subprocess.run([sys.executable, "-c", CHILD_AUTO.format(n=n)], env=_child_env(),
+                         check=True, capture_output=True, text=True).stdout
+    run = dict(json.loads(out.strip().splitlines()[-1]), n=n)
+    print("auto", run, flush=True)
+    return run
+
+
+def _recall(ind, true_ind):
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ind, true_ind)]))
+
+
 def break_even(n, warm_overhead):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, D))
@@ -63,19 +96,27 @@ def break_even(n, warm_overhead):
     build_s, nnd = _common.timed(lambda: PatternIndex("nndescent", 0).fit(X))
     nnd.kneighbors(Q[:10], K)  # first query prepares the search graph
     nnd_s, _ = _common.timed(lambda: nnd.kneighbors(Q, K))
+    cells_build_s, cells = _common.timed(lambda: PatternIndex("cells", 0).fit(X))
+    cells_s, (_, cells_ind) = _common.timed(lambda: cells.kneighbors(Q, K))
     brute = PatternIndex("brute").fit(X)
-    brute_s, _ = _common.timed(lambda: brute.kneighbors(Q, K))
+    brute_s, (_, true_ind) = _common.timed(lambda: brute.kneighbors(Q, K))
     gain = brute_s - nnd_s
     batches = (warm_overhead + build_s) / gain if gain > 0 else float("inf")
+    cells_gain = brute_s - cells_s
     row = dict(n=n, build_s=build_s, nndescent_batch_s=nnd_s, brute_batch_s=brute_s,
-               break_even_batches=batches)
+               break_even_batches=batches,
+               nndescent_recall=_recall(nnd.kneighbors(Q, K)[1], true_ind),
+               cells_build_s=cells_build_s, cells_batch_s=cells_s,
+               cells_break_even_batches=(cells_build_s / cells_gain if cells_gain > 0
+                                         else float("inf")),
+               cells_recall=_recall(cells_ind, true_ind))
     print(row, flush=True)
     return row
 
 
-def markdown(runs, rows, quick, started, info):
-    lines = _common.header("pynndescent: compile cost and break-even", "bench_compile.py",
-                           quick, started, info)
+def markdown(runs, rows, auto, quick, started, info):
+    lines = _common.header("Neighbour indexes: pynndescent's compile cost, the default's cost",
+                           "bench_compile.py", quick, started, info)
     lines += ["Two fresh processes on one new numba cache folder; each imports pynndescent "
               "and runs a first nndescent fit and query on 2000 x 16 points.", "",
               "| process | import s | first fit + query s |", "|---|---|---|"]
@@ -89,6 +130,19 @@ def markdown(runs, rows, quick, started, info):
     for r in rows:
         lines.append(f"| {r['n']:,} | {r['build_s']:.1f} | {r['nndescent_batch_s']:.3f} | "
                      f"{r['brute_batch_s']:.3f} | {r['break_even_batches']:.0f} |")
+    lines += ["", "The k-means cells (`algorithm=\"auto\"` beyond 200,000 patterns) on the same "
+              "points: no compilation; they pay after build / (brute batch - cells batch) "
+              "batches. Recall: the share of the true 50 nearest patterns returned.", "",
+              "| N | cells build s | cells batch s | break-even batches | cells recall | "
+              "nndescent recall |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n']:,} | {r['cells_build_s']:.1f} | {r['cells_batch_s']:.3f} | "
+                     f"{r['cells_break_even_batches']:.1f} | {r['cells_recall']:.3f} | "
+                     f"{r['nndescent_recall']:.3f} |")
+    lines += ["", f"A fresh process, first indexed fit with `algorithm=\"auto\"` on "
+              f"{auto['n']:,} x {D} points and one batch of {QUERIES} queries: "
+              f"{auto['first_fit_s']:.1f} s with the `{auto['algorithm']}` backend; "
+              f"numba loaded: {'yes' if auto['numba_loaded'] else 'no'} (nothing compiled)."]
     return "\n".join(lines) + "\n"
 
 
@@ -104,8 +158,10 @@ def main(argv=None):
         tiny = np.random.default_rng(0).normal(size=(500, D))
         PatternIndex("nndescent", 0).fit(tiny).kneighbors(tiny[:5], 5)
         rows = [break_even(n, warm) for n in ((20_000,) if args.quick else (100_000, 300_000))]
-    text = markdown(runs, rows, args.quick, started, info)
-    path = _common.write("compile", args.quick, text, dict(machine=info, runs=runs, rows=rows))
+    auto = auto_first_fit(210_000 if args.quick else 300_000)
+    text = markdown(runs, rows, auto, args.quick, started, info)
+    path = _common.write("compile", args.quick, text,
+                         dict(machine=info, runs=runs, rows=rows, auto=auto))
     print(f"written to {path}")
 
 

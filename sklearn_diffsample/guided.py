@@ -227,8 +227,11 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         (``eta > 0``) are first order whatever ``order`` says.  1: the
         first-order exponential integrators (DDIM at ``eta=0``).
         :ref:`design-guided` has the measured effect.
-    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "cells", "nndescent"}, default="auto"
         Neighbour index of the top-k mode (unused when ``n_neighbors=None``).
+        "auto": a KD-tree up to 10 features, brute force up to 200,000
+        patterns, k-means "cells" beyond (approximate, nothing to compile);
+        "nndescent" is pynndescent (numba compiles it in each new process).
     batch_size : int, default=1024
         Samples per chunk: the unit of parallel work and of seeding.
     n_jobs : int or None, default=None

@@ -335,8 +335,11 @@ class MMSOLDSampler(BaseDiffusionDensity):
         or one common scale, the root mean per-feature variance (features
         already in one unit, PCA scores say).  Samples and densities are in
         data units.
-    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "cells", "nndescent"}, default="auto"
         Neighbour index of the "knn" estimator.
+        "auto": a KD-tree up to 10 features, brute force up to 200,000
+        patterns, k-means "cells" beyond (approximate, nothing to compile);
+        "nndescent" is pynndescent (numba compiles it in each new process).
     batch_size : int or None, default=None
         Particles per swarm; every chunk is one swarm with exact moments.
         None: max(5 (d + 1), 500).  Must be >= d + 1.  A remainder smaller

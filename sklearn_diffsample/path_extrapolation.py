@@ -228,8 +228,11 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Number M of endpoints drawn at fit for ``score_samples``; "auto" is
         min(20 N, 1000); the fit costs M n_steps (2K + 1) N / 2
         pattern evaluations.
-    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "nndescent"}, default="auto"
+    algorithm : {"auto", "brute", "kd_tree", "ball_tree", "cells", "nndescent"}, default="auto"
         Neighbour index of the tower sampler (``extrapolation="exact"`` only).
+        "auto": a KD-tree up to 10 features, brute force up to 200,000
+        patterns, k-means "cells" beyond (approximate, nothing to compile);
+        "nndescent" is pynndescent (numba compiles it in each new process).
     denoiser : {"auto", "exact", "clustered"}, default="auto"
         How the dt paths sum over the patterns, as in
         :class:`GuidedDiffusionSampler`: ``"clustered"`` partitions the

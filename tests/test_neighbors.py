@@ -1,4 +1,4 @@
-"""PatternIndex: exact backends, the pynndescent backend, and pickling."""
+"""PatternIndex: exact backends, k-means cells, the pynndescent backend, and pickling."""
 
 import pickle
 
@@ -32,9 +32,46 @@ def test_exact_backends_match_brute_force(algorithm):
 def test_auto_picks_exact_search_where_it_is_cheap():
     assert _resolve_algorithm("auto", 10**6, 8) == "kd_tree"
     assert _resolve_algorithm("auto", 200_000, 64) == "brute"
-    assert _resolve_algorithm("auto", 10**6, 64) == "nndescent"
+    # Beyond, the k-means cells: approximate, and nothing to compile.
+    assert _resolve_algorithm("auto", 10**6, 64) == "cells"
     with pytest.raises(ValueError, match="algorithm must be one of"):
         _resolve_algorithm("annoy", 10, 2)
+
+
+def test_cells_probing_every_cell_are_exact():
+    # 250 patterns make 16 cells, fewer than a query probes: the search is
+    # then exhaustive and must give the brute-force answer.
+    rng = np.random.default_rng(5)
+    patterns = rng.normal(size=(250, 5))
+    queries = rng.normal(size=(30, 5)) * 2
+    index = PatternIndex("cells", random_state=1).fit(patterns)
+    sq_dist, ind = index.kneighbors(queries, 9)
+    ref_d2, ref_ind = _brute_knn(queries, patterns, 9)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(sq_dist, ref_d2, rtol=1e-12)
+    assert not index.is_exact
+
+
+def test_cells_recall_and_rebuild_after_pickling():
+    # 20,000 iid Gaussian points in 16-d (no structure for the cells to use),
+    # 141 cells of which each query probes 64: recall of the 50 nearest
+    # against brute force, measured 0.993 (0.77 with 16 probes).
+    rng = np.random.default_rng(6)
+    patterns = rng.normal(size=(20_000, 16))
+    queries = patterns[rng.integers(0, 20_000, 300)] + 0.1 * rng.normal(size=(300, 16))
+    index = PatternIndex("cells", random_state=2).fit(patterns)
+    sq_dist, ind = index.kneighbors(queries, 50)
+    direct = np.sum((queries[:, None, :] - patterns[ind]) ** 2, axis=2)
+    np.testing.assert_allclose(sq_dist, direct, rtol=1e-12)
+    assert np.all(np.diff(sq_dist, axis=1) >= 0)
+    d2 = (np.sum(queries**2, axis=1)[:, None] - 2.0 * queries @ patterns.T
+          + np.sum(patterns**2, axis=1)[None, :])
+    true_ind = np.argsort(d2, axis=1)[:, :50]
+    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(ind, true_ind)])
+    assert recall > 0.95
+    restored = pickle.loads(pickle.dumps(index))
+    assert restored._backend is None
+    np.testing.assert_array_equal(restored.kneighbors(queries, 50)[1], ind)
 
 
 @pytest.mark.ann
