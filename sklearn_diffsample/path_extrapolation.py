@@ -125,8 +125,10 @@ def _engine_denoiser(posteriors, x_beta, beta, want_var, clusters=None):
     def denoise(x, tau):
         mean = np.empty_like(x)
         var = np.empty(x.shape[:2]) if want_var else None
+        # One query array for every path: x_beta is shared.
+        queries, s2 = bridge_query(x, x_beta, tau, beta)
         for j, (post, parts) in enumerate(zip(posteriors, clusters)):
-            q, s2 = bridge_query(x[j], x_beta, tau, beta)
+            q = queries[j]
             if parts is not None:
                 mean[j] = parts.mean(post, q, s2)
             elif not want_var:
