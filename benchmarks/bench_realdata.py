@@ -11,9 +11,10 @@ held-out rows, C2ST AUC (gradient boosting, 5-fold), DCR ratio, copy rate,
 fit / tuning / sampling seconds.  KDE-CV's SW2 and C2ST are averaged over
 three draws (one draw varies by about +-0.02).  A separate table times
 GridSearchCV over 8 bandwidths x 5 folds on standardised wine for every
-estimator against KernelDensity in the same run (PathExtrapolationDensity also
-with ``memory``, its cache of the bandwidth-free part of fit), with the
-largest log Z standard error of MMSOLDSampler's fold fits.
+estimator against KernelDensity (its best of 5 runs) in the same run
+(PathExtrapolationDensity also with ``memory``, its cache of the
+bandwidth-free part of fit), with the largest log Z standard error of
+MMSOLDSampler's fold fits.
 
 Writes ``benchmarks/results/realdata{,_quick}.md`` and ``.json``.
 """
@@ -46,6 +47,7 @@ from sklearn_diffsample.metrics import c2st_auc, memorization, sliced_wasserstei
 FULL = dict(seeds=[0, 1, 2], kde_grid=20, guided_grid=8, kde_draws=3, timing_grid=8)
 QUICK = dict(seeds=[0], kde_grid=8, guided_grid=4, kde_draws=1, timing_grid=3)
 TABLES_QUICK = ("iris", "swiss_roll")
+_KDE_TIMING_RUNS = 5
 
 
 def load_table(name, seed):
@@ -181,11 +183,16 @@ def tuning_times(cfg):
             log_z_se.append(getattr(fitted, "log_normalizer_se_", np.nan))
             return fitted.score(X)
 
+        # KernelDensity's search takes ~0.05 s, so its first run carries
+        # one-off costs (imports, joblib set-up): its best of several runs is
+        # the reference, which only makes the ratios harsher.
+        runs = _KDE_TIMING_RUNS if name == "KernelDensity" else 1
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            seconds, search = _common.timed(
-                lambda: GridSearchCV(est, {"bandwidth": grid}, cv=folds,
-                                     scoring=score).fit(train))
+            timings = [_common.timed(lambda: GridSearchCV(est, {"bandwidth": grid}, cv=folds,
+                                                          scoring=score).fit(train))
+                       for _ in range(runs)]
+        seconds, search = min(timings, key=lambda pair: pair[0])
         out[name] = dict(seconds=seconds, best=float(search.best_params_["bandwidth"]),
                          warnings=len(caught), max_log_z_se=float(np.max(log_z_se)))
     cache.cleanup()
@@ -274,7 +281,8 @@ def markdown(rows, timing, cfg, quick, started, info):
     lines.append("")
     ref = timing["KernelDensity"]["seconds"]
     lines += ["## GridSearchCV over the bandwidth on standardised wine (5 folds)", "",
-              f"{cfg['timing_grid']} bandwidths from 0.2 to 2.0, the same folds, one run.", "",
+              f"{cfg['timing_grid']} bandwidths from 0.2 to 2.0, the same folds, one run each "
+              f"(KernelDensity: the best of {_KDE_TIMING_RUNS}).", "",
               "| estimator | seconds | / KernelDensity | chosen bandwidth | warnings | "
               "largest log Z SE |",
               "|---|---|---|---|---|---|"]
