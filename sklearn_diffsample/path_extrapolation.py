@@ -86,8 +86,9 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
 
     The paths start at ``x_start`` (m, d) on grid index ``from_index``
     (default ``n_steps``, tau = beta) and stop at ``to_index`` (default 0).
-    ``denoise(x, tau)`` returns the posterior means (n_paths, m, d) of x_0 and
-    per-coordinate posterior variances (n_paths, m) (or None); ``normal(k)``
+    ``denoise(x, tau)`` returns the posterior means (n_paths, m, d) of x_0, a
+    fresh array that the step overwrites, and per-coordinate posterior
+    variances (n_paths, m) (or None); ``normal(k)``
     returns the shared standard normals (m, d) of step k.  Snapshots of the
     paths at the grid indices in ``record`` are returned with the endpoints.
     """
