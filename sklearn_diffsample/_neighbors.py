@@ -23,7 +23,7 @@ ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree", "cells", "nndescent")
 
 # "auto" keeps exact search where trees or brute force are cheap enough, and
 # beyond uses the k-means cells, which compile nothing: a fresh process spends
-# about 35 s loading pynndescent's compiled code even with a warm numba cache
+# 33-36 s loading pynndescent's compiled code even with a warm numba cache
 # (benchmarks/results/compile.md).
 _AUTO_EXACT_MAX_DIM = 10
 _AUTO_EXACT_MAX_PATTERNS = 200_000
