@@ -22,7 +22,8 @@ from scipy.special import logsumexp
 
 from ._score_models import gaussian_log_density
 
-__all__ = ["DefensiveProposal", "importance_log_normalizer", "solve_moment_tilt"]
+__all__ = ["DefensiveProposal", "importance_draws", "importance_log_normalizer",
+           "solve_moment_tilt"]
 
 # A pilot of _PILOT_DRAWS importance draws, and more only until the estimated
 # standard error of log Z falls below _LOG_Z_TOL (up to the caller's cap).
@@ -34,23 +35,27 @@ _DUAL_TOL = 1e-10
 _DUAL_MAX_ITER = 50
 
 
+def _second_moment_index(d):
+    """Rows, columns and weights (1/2 on the diagonal) of phi's second-order part."""
+    rows, cols = np.triu_indices(d)
+    return rows, cols, np.where(rows == cols, 0.5, 1.0)
+
+
 def moment_features(R):
     """phi(r) for rows r of R: (r, r_a r_b for a < b, r_a^2 / 2)."""
-    rows, cols = np.triu_indices(R.shape[1])
-    weight = np.where(rows == cols, 0.5, 1.0)
+    rows, cols, weight = _second_moment_index(R.shape[1])
     return np.hstack([R, weight * R[:, rows] * R[:, cols]])
 
 
 def moment_target(Sigma):
     """t* = E[phi(z - mu)] for a law of mean mu and covariance Sigma."""
-    rows, cols = np.triu_indices(Sigma.shape[0])
-    weight = np.where(rows == cols, 0.5, 1.0)
+    rows, cols, weight = _second_moment_index(Sigma.shape[0])
     return np.concatenate([np.zeros(Sigma.shape[0]), weight * Sigma[rows, cols]])
 
 
 def _multipliers(theta, d):
     """(lambda, Lambda) from theta (Lambda symmetric)."""
-    rows, cols = np.triu_indices(d)
+    rows, cols, _ = _second_moment_index(d)
     Lam = np.zeros((d, d))
     Lam[rows, cols] = theta[d:]
     Lam[cols, rows] = theta[d:]
@@ -155,6 +160,17 @@ def ess_fraction(log_w):
     return float(np.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w)) / len(log_w))
 
 
+def importance_draws(energy, proposal, n_draws, rng, rows=None):
+    """``n_draws`` draws Z of ``proposal`` and their log-weights -energy(Z) - log q(Z).
+
+    ``rows(func, Z)`` evaluates a row-wise function (in parallel chunks, say);
+    by default it calls ``func(Z)``.
+    """
+    rows = rows or (lambda func, Z: func(Z))
+    Z = proposal.draw(n_draws, rng)
+    return Z, -rows(energy, Z) - rows(proposal.log_density, Z)
+
+
 def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
     """log of int exp(-energy) by importance sampling, its ESS fraction and standard error.
 
@@ -163,11 +179,8 @@ def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
     ``n_max``.  ``rows(func, Z)`` evaluates a row-wise function (in parallel
     chunks, say); by default it calls ``func(Z)``.
     """
-    rows = rows or (lambda func, Z: func(Z))
-
     def log_weights(n_draws):
-        Z = proposal.draw(n_draws, rng)
-        return -rows(energy, Z) - rows(proposal.log_density, Z)
+        return importance_draws(energy, proposal, n_draws, rng, rows)[1]
 
     log_w = log_weights(min(_PILOT_DRAWS, n_max))
     ess = ess_fraction(log_w)

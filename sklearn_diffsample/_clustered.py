@@ -22,8 +22,11 @@ The per-query cost is C + budget pattern terms instead of N.
 
 import numpy as np
 
-__all__ = ["PatternClusters", "default_n_clusters"]
+__all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
 
+# denoiser="auto" (guided sampler, path extrapolation) clusters from this
+# many patterns on.
+_AUTO_MIN_PATTERNS = 10_000
 # Centres are fitted on a subsample of this many rows per cluster, then every
 # pattern is assigned once.
 _ROWS_PER_CENTRE = 40
@@ -39,6 +42,15 @@ _CANDIDATES = 64
 _BUDGET = 512
 _SHARE = 0.02
 _CAP = 4096
+
+
+def denoiser_is_clustered(denoiser, n_patterns):
+    """Whether ``denoiser`` ("auto", "exact" or "clustered") means clustered
+    sums over ``n_patterns``: "auto" clusters from 10,000 patterns on, below
+    which exact sums are about as fast (benchmarks/bench_denoiser.py)."""
+    if denoiser == "auto":
+        return n_patterns >= _AUTO_MIN_PATTERNS
+    return denoiser == "clustered"
 
 
 def default_n_clusters(n_patterns):

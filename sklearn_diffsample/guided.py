@@ -28,6 +28,7 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
+from ._clustered import denoiser_is_clustered
 from ._conditional import beyond_class_reach, encode_fit_labels, encode_labels, score_by_class
 from ._likelihood import probability_flow_log_density
 from ._parallel import chunk_slices, run_chunks
@@ -43,9 +44,6 @@ _AUTO_MAX_STEPS = 1000
 # The empirical planner of n_steps="auto": pilot starts and the step counts tried.
 _PLAN_PILOT = 256
 _PLAN_STEPS = (8, 16, 32, 64, 128, 256, 512)
-# denoiser="auto" clusters the patterns from this many training rows on: below,
-# exact sums are about as fast (benchmarks/bench_denoiser.py).
-_CLUSTERED_MIN_PATTERNS = 10_000
 # Support-guarantee check for stochastic guided steps (see _guarantee_margin).
 _GUARANTEE_LIMIT = 2.5
 # Share of guided samples beyond their class's 99% reach that draws a warning.
@@ -400,9 +398,10 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         return self
 
     def _clustered(self, n_patterns):
-        if self.denoiser == "auto":
-            return self.n_neighbors is None and n_patterns >= _CLUSTERED_MIN_PATTERNS
-        return self.denoiser == "clustered"
+        # Certified top-k (n_neighbors) keeps "auto" exact.
+        if self.denoiser == "auto" and self.n_neighbors is not None:
+            return False
+        return denoiser_is_clustered(self.denoiser, n_patterns)
 
     # --------------------------------------------------------------- sampling
     def _dynamics(self):

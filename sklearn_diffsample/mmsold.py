@@ -28,7 +28,12 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._calibration import DefensiveProposal, importance_log_normalizer, solve_moment_tilt
+from ._calibration import (
+    DefensiveProposal,
+    importance_draws,
+    importance_log_normalizer,
+    solve_moment_tilt,
+)
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import PatternPosterior
@@ -246,8 +251,7 @@ def _calibrate(est, tilt_seed, draw_seed):
     tilt_rng = np.random.default_rng(tilt_seed)
     n_multipliers = d + d * (d + 1) // 2
     n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers), _IS_DRAWS)
-    Z = proposal.draw(n_tilt, tilt_rng)
-    log_w = -est._score_rows(est._potential, Z) - est._score_rows(proposal.log_density, Z)
+    Z, log_w = importance_draws(est._potential, proposal, n_tilt, tilt_rng, rows=est._score_rows)
     lam, Lam, converged = solve_moment_tilt(log_w, Z - mu, A @ A)
     est.tilt_linear_, est.tilt_quadratic_ = lam, Lam
     log_z, ess, se = importance_log_normalizer(est._tilted_energy, proposal, n_max, rng,

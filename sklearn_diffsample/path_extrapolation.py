@@ -37,7 +37,7 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._clustered import PatternClusters, default_n_clusters
+from ._clustered import PatternClusters, default_n_clusters, denoiser_is_clustered
 from ._coordinates import offset_to_data
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
@@ -49,9 +49,6 @@ __all__ = ["PathExtrapolationDensity", "path_convergence", "path_direction"]
 _AUTO_REFERENCE_PER_PATTERN = 20
 _AUTO_REFERENCE_CAP = 1000
 _RICHARDSON_COEF = -1.0 / (np.sqrt(2.0) - 1.0)
-# denoiser="auto" clusters the patterns from this many training rows on (as
-# the guided sampler does).
-_CLUSTERED_MIN_PATTERNS = 10_000
 
 
 # ---------------------------------------------------------------- the bridge
@@ -424,9 +421,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     def _clustered(self, n_patterns):
         if self.extrapolation == "exact" or self.variance_correction:
             return False
-        if self.denoiser == "auto":
-            return n_patterns >= _CLUSTERED_MIN_PATTERNS
-        return self.denoiser == "clustered"
+        return denoiser_is_clustered(self.denoiser, n_patterns)
 
     def _fit_from_memory(self, X):
         """Everything but the bandwidth from the cache (or a cached fit)."""
