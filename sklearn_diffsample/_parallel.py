@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 from sklearn.utils.parallel import Parallel, delayed
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 try:  # where recent threadpoolctl keeps its controlling-thread rule
     from threadpoolctl import OpenBLASController
@@ -163,6 +163,14 @@ class _BlasLimiter:
         self._depth = 0
         self._limit = None
         self._original = None
+        self._controller = None
+
+    def _set(self, n_threads):
+        # One scan of the loaded libraries per process: a scan takes ~6 ms,
+        # as much as a small fit's kernel sums (a GridSearchCV fit limits twice).
+        if self._controller is None:
+            self._controller = ThreadpoolController()
+        return self._controller.limit(limits=n_threads)
 
     @contextmanager
     def limit(self, n_threads):
@@ -171,10 +179,10 @@ class _BlasLimiter:
             return
         with self._lock:
             if self._depth == 0:
-                self._original = threadpool_limits(limits=n_threads)
+                self._original = self._set(n_threads)
                 self._limit = n_threads
             elif n_threads < self._limit:
-                threadpool_limits(limits=n_threads)
+                self._set(n_threads)
                 self._limit = n_threads
             self._depth += 1
             _release_openblas()

@@ -63,7 +63,11 @@ def bridge_query(x_tau, x_beta, tau, beta):
         # Uniform weights: q = 0 and an (effectively) infinite variance.
         return np.zeros(np.shape(x_tau)), _FLAT_VARIANCE
     s2 = tau * beta / (beta - tau)
-    return s2 * (x_tau / tau - x_beta / beta), s2
+    # Two passes over x_tau, which holds every path of a step (no temporaries
+    # of its size): s2 x_tau / tau - s2 x_beta / beta.
+    q = np.multiply(x_tau, s2 / tau)
+    q -= np.multiply(x_beta, s2 / beta)
+    return q, s2
 
 
 def dt_step(x_tau, x0_mean, tau, tau_next):

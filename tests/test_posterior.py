@@ -91,6 +91,22 @@ def test_sampling_mean_matches_brute_force_to_float32_accuracy(offset_data, s2):
     np.testing.assert_array_equal(again, post.sampling_mean(queries, s2))
 
 
+@pytest.mark.parametrize("s2", [1e-3, 0.7, 50.0])
+def test_sampling_log_density_matches_brute_force_to_float32_accuracy(offset_data, s2):
+    # Only the sum of the shifted weights is float32: 1e-7 relative, 1e-7 nats.
+    rng = np.random.default_rng(5)
+    log_w = rng.normal(size=700)
+    queries = offset_data[:40] + 3.0 * rng.normal(size=(40, 4))
+    post = PatternPosterior(offset_data, log_weights=log_w)
+    log_norm, _, _ = brute_posterior(queries, offset_data, s2, log_w)
+    expected = log_norm - np.logaddexp.reduce(log_w) - 2.0 * np.log(2.0 * np.pi * s2)
+    np.testing.assert_allclose(post.sampling_log_density(queries, s2), expected,
+                               rtol=0, atol=1e-6)
+    unweighted = PatternPosterior(offset_data)
+    np.testing.assert_allclose(unweighted.sampling_log_density(queries, s2),
+                               unweighted.log_density(queries, s2), rtol=0, atol=1e-6)
+
+
 def test_log_density_is_the_normalised_mixture():
     rng = np.random.default_rng(4)
     patterns = rng.normal(size=(50, 1))
