@@ -27,6 +27,11 @@ __all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
 # denoiser="auto" (guided sampler, path extrapolation) clusters from this
 # many patterns on.
 _AUTO_MIN_PATTERNS = 10_000
+# Float32 weights are floored at exp(-87), the smallest normal float32 (1.2e-38
+# is exp(-87.3)): exp's subnormal results in (-103, -87) cost twice as much as
+# normal ones (measured), and made MM-SOLD's fit on 10,000 patterns 1.3x
+# slower.  Next to the largest weight, 1, the floor changes no sum.
+FLOAT32_MIN_EXPONENT = np.float32(-87.0)
 # Centres are fitted on a subsample of this many rows per cluster, then every
 # pattern is assigned once.
 _ROWS_PER_CENTRE = 40
@@ -222,7 +227,8 @@ class PatternClusters:
             # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
             logits = ((q[r] - centre).astype(np.float32) @ X[lo:hi].T - half_sq[lo:hi]) * inv_s2
             top = logits.max(axis=1)
-            w = np.exp(logits - top[:, None])
+            w = np.maximum(logits - top[:, None], FLOAT32_MIN_EXPONENT)
+            w = np.exp(w, out=w)
             mass = w.sum(axis=1, dtype=np.float64)
             total = (w @ X[lo:hi]).astype(np.float64) + mass[:, None] * centre
             offset = (q[r] @ centre - self._half_sq_centres[c]) / s2

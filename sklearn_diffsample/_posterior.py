@@ -30,6 +30,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn import get_config
 
+from ._clustered import FLOAT32_MIN_EXPONENT as _FLOAT32_MIN_EXPONENT
 from ._neighbors import PatternIndex
 
 __all__ = ["PatternPosterior", "PosteriorStats", "complement_index", "posterior_per_row"]
@@ -598,6 +599,7 @@ def _sampling_means(logit_rows, totals, centred, inv_s2):
         with np.errstate(over="ignore"):
             weights = logits.astype(np.float32)
         # In place: a fresh array for exp's output costs page faults (3x, measured).
+        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
         weighted = np.exp(weights, out=weights) @ totals
         out[start:start + rows] = weighted[:, :-1] / weighted[:, -1:]
     return out
@@ -617,6 +619,7 @@ def _sampling_log_norms(logit_rows, totals, centred, inv_s2):
         logits -= np.take_along_axis(logits, arg[:, None], axis=1)
         with np.errstate(over="ignore"):
             weights = logits.astype(np.float32)
+        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
         mass = np.exp(weights, out=weights) @ ones32
         # The winning term in float64, from its pattern: exact where
         # |q|^2 / s2 dwarfs the logits' differences.
