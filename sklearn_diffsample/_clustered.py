@@ -29,7 +29,7 @@ __all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
 _AUTO_MIN_PATTERNS = 10_000
 # Float32 weights are floored at exp(-87), the smallest normal float32 (1.2e-38
 # is exp(-87.3)): exp's subnormal results in (-103, -87) cost twice as much as
-# normal ones (measured), and made MM-SOLD's fit on 10,000 patterns 1.3x
+# normal ones (measured), and made MM-SOLD's fit on 10,000 patterns 1.2-1.4x
 # slower.  Next to the largest weight, 1, the floor changes no sum.
 FLOAT32_MIN_EXPONENT = np.float32(-87.0)
 # Centres are fitted on a subsample of this many rows per cluster, then every
