@@ -1,28 +1,29 @@
 """Benchmark of MMSOLDSampler (docs/design.rst, docs/benchmarks.rst).
 
-1. Time per Langevin step against the number of patterns N in {1e3, 1e4, 1e5}
-   at d = 16, with the "knn" score estimator (K nearest patterns from a
-   pynndescent index plus L uniform remainder patterns): the claim to test is
-   that a step costs sublinearly in N.  The index build is timed on its own;
-   pynndescent's numba compilation is triggered on a small warm-up index first
-   and not counted.  The timed fit uses smoothing = 0 (no calibration swarm),
-   then the fitted sigma is set to the "auto" value (= the "auto" delta,
-   twice the median nearest-pattern distance) so that each timed step runs the full smoothed
-   score with M = 32 antithetic draws: calibration does not change the cost of
-   a step.
-3. The log-normaliser against the dimension (d in 2..32, a 10-component
+The sections, in the order of the written tables:
+
+1. The fit's cost in exact engine passes (issue 12): MMSOLDSampler at its
+   defaults fitted on N = 10,000 rows of the 16-d mixture of section 2,
+   against one exact engine pass of 2000 queries over the same patterns (the
+   fitted posterior's ``log_density``, the fastest of three), timed in the
+   same run.  Target: at most 10 passes.
+2. The log-normaliser against the dimension (d in 2..32, a 10-component
    Gaussian mixture, N = 500, MMSOLDSampler at its defaults): the ESS and the
    reported standard error of log Z, the spread of log Z over reruns of the
    importance sampler at the fitted tilt (does the reported error hold?), the
    spread of the held-out log-likelihood over refits with other seeds (tilt
    and log Z together), and the fit time.  Target (issue 11): standard error
    at most 0.05 nats up to d = 32.
-4. The fit's cost in exact engine passes (issue 12): MMSOLDSampler at its
-   defaults fitted on N = 10,000 rows of the 16-d mixture of item 3, against
-   one exact engine pass of 2000 queries over the same patterns (the
-   fitted posterior's ``log_density``, the fastest of three), timed in the
-   same run.  Target: at most 10 passes.
-2. Quality on the four 2-D targets (N = 1000 training points, 5000
+3. Time per Langevin step against the number of patterns N in {1e3, 1e4, 1e5}
+   at d = 16, with the "knn" score estimator (K nearest patterns from a
+   pynndescent index plus L uniform remainder patterns): the claim to test is
+   that a step costs sublinearly in N.  The index build is timed on its own;
+   pynndescent's numba compilation is triggered on a small warm-up index first
+   and not counted.  The timed fit uses smoothing = 0 (no calibration), then
+   the fitted sigma is set to the fitted delta (what smoothing="auto" gives)
+   so that each timed step runs the full smoothed score with M = 32
+   antithetic draws: calibration does not change the cost of a step.
+4. Quality on the four 2-D targets (N = 1000 training points, 5000
    held-out): SW2 to the held-out data, DCR ratio and copy rate of
    MMSOLDSampler at its defaults against KernelDensity with a GridSearchCV
    bandwidth, and the iid floor (SW2 of fresh target draws of the same size).
@@ -70,7 +71,7 @@ def step_time(N, cfg):
     est = MMSOLDSampler(smoothing=0.0, score_estimator="knn", algorithm="nndescent",
                         batch_size=cfg["particles"], n_steps=1, random_state=0)
     build, _ = timed(lambda: est.fit(X))
-    est.smoothing_ = est.bandwidth_  # the "auto" sigma equals the "auto" delta (2 r_nn)
+    est.smoothing_ = est.bandwidth_  # the "auto" sigma equals the fitted delta
     one, _ = timed(lambda: est.sample(cfg["particles"], random_state=1))
     est.set_params(n_steps=1 + cfg["timed_steps"])
     more, _ = timed(lambda: est.sample(cfg["particles"], random_state=1))
