@@ -168,6 +168,7 @@ class _BlasLimiter:
     def _set(self, n_threads):
         # One scan of the loaded libraries per process: a scan takes ~6 ms,
         # as much as a small fit's kernel sums (a GridSearchCV fit limits twice).
+        # A BLAS library first loaded after the first call is left unlimited.
         if self._controller is None:
             self._controller = ThreadpoolController()
         return self._controller.limit(limits=n_threads)
