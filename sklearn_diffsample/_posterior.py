@@ -584,24 +584,33 @@ def _sampling_arrays(post):
     return logit_rows, totals
 
 
-def _sampling_means(logit_rows, totals, centred, inv_s2):
-    """Posterior means at the rows of ``centred`` (about the engine's offset)."""
-    out = np.empty_like(centred)
+def _sampling_blocks(logit_rows, centred, inv_s2):
+    """Per block of query rows: (slice, queries q, float32 weights shifted so
+    that each row's largest is 1, and the index of that largest pattern)."""
     rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 1)
     for start in range(0, centred.shape[0], rows):
-        q = centred[start:start + rows]
+        sl = slice(start, start + rows)
+        q = centred[sl]
         ones = np.ones((q.shape[0], 1))
         logits = np.hstack([q * inv_s2, ones * inv_s2, ones]) @ logit_rows
         # float64 logits, shifted by their maximum (argmax and a gather: max
         # along short rows is 3x slower) before the float32 cast, where
-        # weights below e^-3e38 become -inf and then 0.
-        logits -= np.take_along_axis(logits, logits.argmax(axis=1)[:, None], axis=1)
+        # weights below e^-3e38 become -inf and then the floor.
+        arg = logits.argmax(axis=1)
+        logits -= np.take_along_axis(logits, arg[:, None], axis=1)
         with np.errstate(over="ignore"):
             weights = logits.astype(np.float32)
-        # In place: a fresh array for exp's output costs page faults (3x, measured).
         np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
-        weighted = np.exp(weights, out=weights) @ totals
-        out[start:start + rows] = weighted[:, :-1] / weighted[:, -1:]
+        # In place: a fresh array for exp's output costs page faults (3x, measured).
+        yield sl, q, np.exp(weights, out=weights), arg
+
+
+def _sampling_means(logit_rows, totals, centred, inv_s2):
+    """Posterior means at the rows of ``centred`` (about the engine's offset)."""
+    out = np.empty_like(centred)
+    for sl, _, weights, _ in _sampling_blocks(logit_rows, centred, inv_s2):
+        weighted = weights @ totals
+        out[sl] = weighted[:, :-1] / weighted[:, -1:]
     return out
 
 
@@ -609,23 +618,14 @@ def _sampling_log_norms(logit_rows, totals, centred, inv_s2):
     """log sum_i w_i exp(-|q - x_i|^2 / (2 s2)) at the rows q of ``centred``,
     for the shifted weights of ``logit_rows`` (see :func:`_sampling_arrays`)."""
     out = np.empty(centred.shape[0])
-    rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 1)
     ones32 = np.ascontiguousarray(totals[:, -1])
-    for start in range(0, centred.shape[0], rows):
-        q = centred[start:start + rows]
-        ones = np.ones((q.shape[0], 1))
-        logits = np.hstack([q * inv_s2, ones * inv_s2, ones]) @ logit_rows
-        arg = logits.argmax(axis=1)
-        logits -= np.take_along_axis(logits, arg[:, None], axis=1)
-        with np.errstate(over="ignore"):
-            weights = logits.astype(np.float32)
-        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
-        mass = np.exp(weights, out=weights) @ ones32
+    for sl, q, weights, arg in _sampling_blocks(logit_rows, centred, inv_s2):
+        mass = weights @ ones32
         # The winning term in float64, from its pattern: exact where
         # |q|^2 / s2 dwarfs the logits' differences.
         diff = q - logit_rows[:-2, arg].T
         top = logit_rows[-1, arg] - 0.5 * inv_s2 * np.einsum("md,md->m", diff, diff)
-        out[start:start + rows] = top + np.log(mass.astype(np.float64))
+        out[sl] = top + np.log(mass.astype(np.float64))
     return out
 
 
