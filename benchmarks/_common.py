@@ -1,5 +1,6 @@
 """Shared helpers of the benchmark scripts: paths, timing, load, output."""
 
+import argparse
 import json
 import os
 import platform
@@ -15,6 +16,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # The scripts run from a checkout without installing the package.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def begin(doc, argv=None, quick_help="small sizes (CI smoke run)", add_arguments=None):
+    """A benchmark's start: (parsed command line, start time, machine facts).
+
+    The command line has ``--quick`` and whatever ``add_arguments(parser)``
+    adds; the machine facts, load average at start included, are what
+    :func:`header` reports beside the load at the end.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    if add_arguments is not None:
+        add_arguments(parser)
+    return parser.parse_args(argv), time.perf_counter(), machine()
 
 
 def one_blas_thread():

@@ -15,9 +15,7 @@ spins on one core for the whole measurement.  The package's own choice
 Writes ``benchmarks/results/blas{,_quick}.md`` and ``.json``.
 """
 
-import argparse
 import multiprocessing
-import time
 import warnings
 
 import _common
@@ -79,10 +77,7 @@ def measure(run, threads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    started, info = time.perf_counter(), _common.machine()
+    args, started, info = _common.begin(__doc__, argv)
     warnings.simplefilter("ignore", UserWarning)  # MM-SOLD's log-Z warning on wine
     runs = cases(args.quick)
     rows = []

@@ -20,13 +20,11 @@
 Writes ``benchmarks/results/compile{,_quick}.md`` and ``.json``.
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import _common
 import numpy as np
@@ -147,10 +145,7 @@ def markdown(runs, rows, auto, quick, started, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    started, info = time.perf_counter(), _common.machine()
+    args, started, info = _common.begin(__doc__, argv)
     runs = compile_cost()
     warm = runs["warm"]["import_s"] + runs["warm"]["first_fit_s"]
     with _common.one_blas_thread():

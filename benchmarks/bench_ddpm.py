@@ -15,8 +15,6 @@ twice the combined standard error over the seeds).  Needs PyTorch.
 Writes ``benchmarks/results/ddpm{,_quick}.md``, ``.json`` and ``ddpm_loss.png``.
 """
 
-import argparse
-import time
 import warnings
 
 import _common
@@ -129,16 +127,13 @@ def markdown(results, cfg, quick, started, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv)
     from _baselines import torch_available
 
     if not torch_available():
         print("bench_ddpm: PyTorch is not installed; nothing to run.")
         return
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     with _common.one_blas_thread():
         results = [run(*data, cfg) for data in datasets(cfg)]
     text = markdown(results, cfg, args.quick, started, info)

@@ -23,8 +23,6 @@ One BLAS thread; each sampling time is the fastest of three identical calls.
 Writes ``benchmarks/results/denoiser{,_quick}.md``, ``.json`` and ``.png``.
 """
 
-import argparse
-import time
 
 import _common
 import numpy as np
@@ -131,11 +129,8 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv)
     sizes = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     rows = []
     with _common.one_blas_thread():
         for n in sizes:

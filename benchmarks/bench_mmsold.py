@@ -34,13 +34,11 @@ filtered: rows where MM-SOLD loses are reported as they are.
     python benchmarks/bench_mmsold.py [--quick]
 """
 
-import argparse
-import time
 import warnings
 
 import numpy as np
 
-from _common import header, machine, mean_std, timed, write
+from _common import begin, header, mean_std, timed, write
 from _baselines import kde_cv
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample._calibration import DefensiveProposal, importance_log_normalizer
@@ -266,11 +264,8 @@ def markdown(speed, quality, verdicts, log_z, passes, cfg, quick, started, info)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one seed")
-    args = parser.parse_args(argv)
+    args, started, info = begin(__doc__, argv, quick_help="small sizes, one seed")
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), machine()
     log_z = [log_z_row(d, cfg) for d in cfg["log_z_dims"]]
     quality = [row for name in TARGETS for row in quality_rows(name, cfg)]
     verdicts = verdict(quality)

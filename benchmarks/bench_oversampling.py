@@ -15,7 +15,6 @@ class (rows placed off the minority's support).  Needs imbalanced-learn
 Writes ``benchmarks/results/oversampling{,_quick}.md`` and ``.json``.
 """
 
-import argparse
 import time
 import warnings
 
@@ -185,11 +184,8 @@ def markdown(rows, verdict, cfg, quick, started, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv)
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     rows = []
     with _common.one_blas_thread():
         for name in ("wine", "digits", "spirals"):

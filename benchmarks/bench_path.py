@@ -14,11 +14,9 @@ filtered: rows where extrapolation does not win are reported as they are.
     python benchmarks/bench_path.py [--quick]
 """
 
-import argparse
-import json
 import time
-from pathlib import Path
 
+import _common
 import numpy as np
 from scipy import stats
 from sklearn.model_selection import GridSearchCV
@@ -26,7 +24,6 @@ from sklearn.neighbors import KernelDensity
 
 from sklearn_diffsample.path_extrapolation import PathExtrapolationDensity
 
-RESULTS = Path(__file__).parent / "results"
 RULES = ["halves", "richardson", "none", "exact"]
 SIGMA_T = 5.0
 ORACLE_STD = 4.8978  # p = infinity dt path at dtau = 0.1 (tests check it)
@@ -103,26 +100,23 @@ def to_markdown(rows, cols):
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, minutes")
-    args = parser.parse_args()
+def main(argv=None):
+    args, started, info = _common.begin(__doc__, argv, quick_help="small sizes, minutes")
     sizes = [100] if args.quick else [100, 1000]
     one_d = [r for n in sizes for r in study_1d(n, 500 if args.quick else 2000, seed=n)]
     two_d = study_2d(300 if args.quick else 1000, 500 if args.quick else 2000, args.quick)
-    RESULTS.mkdir(exist_ok=True)
-    out = dict(quick=args.quick, one_d=one_d, two_d=two_d)
-    # Quick smoke runs must not overwrite the committed full tables.
-    stem = "path_quick" if args.quick else "path"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2))
-    md = ["# PathExtrapolationDensity benchmark" + (" (--quick)" if args.quick else ""),
-          "", "## 1-D study: N(0, 25) target", "",
-          to_markdown(one_d, ["N", "method", "loglik", "ks", "copy_rate", "seconds"]),
-          "", "## 2-D targets", "",
-          to_markdown(two_d, ["target", "method", "loglik", "sw2", "copy_rate", "seconds"]),
-          ""]
-    (RESULTS / f"{stem}.md").write_text("\n".join(md))
-    print("\n".join(md))
+    lines = _common.header("PathExtrapolationDensity benchmark", "bench_path.py", args.quick,
+                           started, info)
+    lines += ["Seconds are informative only: the 2-D fits sample with n_jobs=2.", "",
+              "## 1-D study: N(0, 25) target", "",
+              to_markdown(one_d, ["N", "method", "loglik", "ks", "copy_rate", "seconds"]),
+              "", "## 2-D targets", "",
+              to_markdown(two_d, ["target", "method", "loglik", "sw2", "copy_rate", "seconds"]),
+              ""]
+    path = _common.write("path", args.quick, "\n".join(lines),
+                         dict(machine=info, quick=args.quick, one_d=one_d, two_d=two_d))
+    print("\n".join(lines))
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

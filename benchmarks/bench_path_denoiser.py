@@ -16,8 +16,6 @@ time is linear in the number of samples).  One BLAS thread.
 Writes ``benchmarks/results/path_denoiser{,_quick}.md`` and ``.json``.
 """
 
-import argparse
-import time
 
 import _common
 import numpy as np
@@ -75,11 +73,8 @@ def markdown(r, quick, started, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv)
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     with _common.one_blas_thread():
         result = run(cfg)
     path = _common.write("path_denoiser", args.quick, markdown(result, args.quick, started, info),

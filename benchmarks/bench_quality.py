@@ -20,7 +20,6 @@ Writes ``benchmarks/results/quality_bench{,_quick}.md``/``.json`` and
 ``quality{,_quick}_samples.png``.
 """
 
-import argparse
 import time
 import warnings
 
@@ -332,11 +331,8 @@ def plot(examples, names, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, small settings (CI)")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv, quick_help="1 seed, small settings (CI)")
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     with _common.one_blas_thread():
         rows, examples = run(cfg)
     names = list(cfg["targets"]) + (["digits-PCA15"] if cfg["digits"] else [])

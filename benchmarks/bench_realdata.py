@@ -19,9 +19,7 @@ MMSOLDSampler's fold fits.
 Writes ``benchmarks/results/realdata{,_quick}.md`` and ``.json``.
 """
 
-import argparse
 import tempfile
-import time
 import warnings
 
 import _common
@@ -306,13 +304,10 @@ def markdown(rows, timing, cfg, quick, started, info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(__doc__, argv)
     cfg = QUICK if args.quick else FULL
     tables = TABLES_QUICK if args.quick else (
         "iris", "wine", "breast_cancer", "diabetes", "digits", "swiss_roll", "s_curve")
-    started, info = time.perf_counter(), _common.machine()
     rows = []
     with _common.one_blas_thread():
         for name in tables:

@@ -28,7 +28,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 import tracemalloc
 import warnings
 
@@ -237,14 +236,13 @@ def plot_scaling(rows, d, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small grid (CI)")
-    parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args, started, info = _common.begin(
+        __doc__, argv, quick_help="small grid (CI)",
+        add_arguments=lambda parser: parser.add_argument(
+            "--memory-child", nargs=2, type=int, help=argparse.SUPPRESS))
     if args.memory_child:
         return memory_child(*args.memory_child)
     cfg = QUICK if args.quick else FULL
-    started, info = time.perf_counter(), _common.machine()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     with _common.one_blas_thread():
         numba_s = warm_numba(log)
