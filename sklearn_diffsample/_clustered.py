@@ -32,6 +32,12 @@ _AUTO_MIN_PATTERNS = 10_000
 # normal ones (measured), and made MM-SOLD's fit on 10,000 patterns 1.2-1.4x
 # slower.  Next to the largest weight, 1, the floor changes no sum.
 FLOAT32_MIN_EXPONENT = np.float32(-87.0)
+# Shifted float64 logits are floored at -700: below about -708, where exp
+# returns subnormals or zero, numpy's exp leaves its vector path and costs
+# 15-100x more per element (measured), which made the exact engine at small
+# bandwidths several times slower.  Next to the largest weight, 1, a weight
+# of e^-700 ~ 1e-304 moves no sum, mean or spread by a representable amount.
+FLOAT64_MIN_EXPONENT = -700.0
 # Centres are fitted on a subsample of this many rows per cluster, then every
 # pattern is assigned once.
 _ROWS_PER_CENTRE = 40
@@ -199,7 +205,7 @@ class PatternClusters:
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(bound, top, 1), 1), 1)
         sizes = self.counts[top]
         before = np.cumsum(sizes, axis=1) - sizes
-        share = np.exp(log_m - log_m.max(axis=1)[:, None])
+        share = np.exp(np.maximum(log_m - log_m.max(axis=1)[:, None], FLOAT64_MIN_EXPONENT))
         share /= share.sum(axis=1)[:, None]
         share = np.take_along_axis(share, top, 1)
         left = 1.0 - (np.cumsum(share, axis=1) - share)
@@ -236,7 +242,9 @@ class PatternClusters:
         # Every other cluster: its surrogate share at its surrogate mean.
         shrink = self.variances / (self.variances + s2)
         sur_top = log_m.max(axis=1)
-        w = np.exp(log_m - np.where(np.isfinite(sur_top), sur_top, 0.0)[:, None])
+        w = log_m - np.where(np.isfinite(sur_top), sur_top, 0.0)[:, None]
+        # Summed clusters (-inf) stay at weight 0; the rest are floored.
+        w = np.where(np.isneginf(w), 0.0, np.exp(np.maximum(w, FLOAT64_MIN_EXPONENT)))
         sur_total = (w * (1.0 - shrink)) @ self.centres + (w @ shrink)[:, None] * q
         parts.append((np.arange(q.shape[0]), sur_top, w.sum(axis=1), sur_total))
         return _combine(q.shape, parts)

@@ -30,7 +30,10 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn import get_config
 
-from ._clustered import FLOAT32_MIN_EXPONENT as _FLOAT32_MIN_EXPONENT
+from ._clustered import (
+    FLOAT32_MIN_EXPONENT as _FLOAT32_MIN_EXPONENT,
+    FLOAT64_MIN_EXPONENT as _FLOAT64_MIN_EXPONENT,
+)
 from ._neighbors import PatternIndex
 
 __all__ = ["PatternPosterior", "PosteriorStats", "complement_index", "posterior_per_row"]
@@ -461,6 +464,7 @@ class PatternPosterior:
             arg = np.argmax(logits, axis=1)
             top = logits[rows, arg]
             logits -= top[:, None]
+            np.maximum(logits, _FLOAT64_MIN_EXPONENT, out=logits)
             weights = np.exp(logits, out=logits)
             mass = weights.sum(axis=1)
             total = weights @ x if state.want_first else None
@@ -680,7 +684,8 @@ def _softmax_moments(logits, vecs, want_mean, want_spread):
     share c candidates.  Moments are taken about the first candidate.
     """
     top = logits.max(axis=2)
-    weights = np.exp(logits - top[:, :, None])
+    weights = np.maximum(logits - top[:, :, None], _FLOAT64_MIN_EXPONENT)
+    weights = np.exp(weights, out=weights)
     mass = weights.sum(axis=2)
     out = PosteriorStats(top + np.log(mass))
     if want_mean or want_spread:
@@ -740,6 +745,7 @@ def posterior_per_row(queries, patterns, s2, *, spread=False):
     nearest = sq_dist.min(axis=1)
     sq_dist -= nearest[:, None]
     sq_dist *= -0.5 / s2[:, None]
+    np.maximum(sq_dist, _FLOAT64_MIN_EXPONENT, out=sq_dist)
     weights = np.exp(sq_dist, out=sq_dist)
     mass = weights.sum(axis=1)
     weights /= mass[:, None]
