@@ -1,8 +1,9 @@
 """Sampling speed of GuidedDiffusionSampler and the engine's share of it.
 
-One row per denoiser: 1e4 samples, 50 DDIM steps, N = 1e4 clustered
-patterns in d = 16; exact sums, certified top-k and the clustered means
-(the default from 10,000 patterns).  The engine share is the wall time spent
+One row per denoiser: 1e4 samples, 50 steps of the default solver
+(DPM-Solver++(2M)), N = 1e4 clustered patterns in d = 16; exact sums,
+certified top-k and the clustered means (the default from 10,000
+patterns).  The engine share is the wall time spent
 inside the engine's sums (``PatternPosterior.query``, ``sampling_mean``
 and ``PatternClusters.mean``, outermost calls only) divided by the total
 sampling time, measured single-threaded (n_jobs=1, BLAS on one thread) so
@@ -147,7 +148,8 @@ def main(argv=None):
     lines = _common.header("GuidedDiffusionSampler: sampling speed and engine share",
                            "bench_guided.py", args.quick, started, info)
     lines += [
-        f"{n_samples} samples, {n_steps} DDIM steps (eta = 0, cosine schedule, angle grid), "
+        f"{n_samples} samples, {n_steps} steps of the default solver (DPM-Solver++(2M), "
+        "cosine schedule, angle grid), "
         f"N = {n_patterns} patterns, d = {d}, h = {bandwidth} ({data}). BLAS on one thread.",
         "",
         "| denoiser | fit (s) | sample, n_jobs=1 (s) | sample, n_jobs=-1 (s) "
