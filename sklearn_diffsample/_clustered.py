@@ -27,11 +27,13 @@ __all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
 # denoiser="auto" (guided sampler, path extrapolation) clusters from this
 # many patterns on.
 _AUTO_MIN_PATTERNS = 10_000
-# Float32 weights are floored at exp(-87), the smallest normal float32 (1.2e-38
-# is exp(-87.3)): exp's subnormal results in (-103, -87) cost twice as much as
-# normal ones (measured), and made MM-SOLD's fit on 10,000 patterns 1.2-1.4x
-# slower.  Next to the largest weight, 1, the floor changes no sum.
-FLOAT32_MIN_EXPONENT = np.float32(-87.0)
+# Float32 weights are floored at exp(-50) ~ 2e-22: below exp(-87.3) exp returns
+# subnormals at 13x the cost (measured), and a weight near the smallest normal
+# float32 still makes subnormal products in the weighted sums of the patterns,
+# which made sampling_mean at small kernel widths 3-8x slower than at wide ones
+# (measured).  Next to the largest weight, 1, 65,536 floored weights add 1e-17
+# relative: far below float32 rounding.
+FLOAT32_MIN_EXPONENT = np.float32(-50.0)
 # Shifted float64 logits are floored at -700: below about -708, where exp
 # returns subnormals or zero, numpy's exp leaves its vector path and costs
 # 15-100x more per element (measured), which made the exact engine at small
