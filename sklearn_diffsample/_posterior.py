@@ -360,8 +360,8 @@ class PatternPosterior:
         their maximum is taken off): 1.0-1.6x faster than exact sums on 80
         to 10,000 patterns at kernel variances 0.01 to 1 (measured), and the
         means agree to about 1e-5 of the pattern spread, far less than one
-        Monte Carlo step moves a particle.  Beyond 65,536
-        patterns it is ``query``.
+        Monte Carlo step moves a particle.  Beyond 65,536 patterns it is
+        ``query``.
 
         Parameters
         ----------
@@ -385,8 +385,9 @@ class PatternPosterior:
         pattern, so only the sum of the shifted weights carries float32
         rounding: about 1e-7 relative, 1e-7 nats.  As fast as
         ``log_density`` up to about a thousand patterns and 1.3-1.6x faster
-        at 10,000 (measured); beyond 65,536 patterns it is ``log_density``.  ``queries`` (m, d) and one kernel variance ``s2``
-        as in :meth:`sampling_mean`; returns the (m,) float64 log-densities.
+        at 10,000 (measured); beyond 65,536 patterns it is ``log_density``.
+        ``queries`` (m, d) and one kernel variance ``s2`` as in
+        :meth:`sampling_mean`; returns the (m,) float64 log-densities.
         """
         queries = np.asarray(queries, dtype=np.float64)
         if self.n_patterns > _SINGLE_MAX_PATTERNS:
