@@ -53,6 +53,10 @@ _SINGLE_MAX_PATTERNS = 2**16
 # is paid on ~1 MB blocks, not on 256 x N (measured: 1.3-1.6x on 10-50
 # patterns, no change from 99 on).
 _SMALL_BLOCK_ELEMENTS = 2**17
+# offset_log_density: each factor of a weight floored at e^-354, and a sum
+# below e^-300 summed again exactly (the floors then add < N e^-54 of it).
+_OFFSET_MIN_EXPONENT = -354.0
+_OFFSET_POOR_LOG_SUM = -300.0
 
 
 @dataclass
@@ -397,6 +401,47 @@ class PatternPosterior:
         return (log_norm + self._max_log_w - self.log_total_weight
                 - 0.5 * self.n_features * np.log(2.0 * np.pi * s2))
 
+    def offset_log_density(self, queries, s2, offsets):
+        """``log_density`` at every query moved by every offset, in one pass.
+
+        With ``q_j = q + e_j``, the logits split as ``a_i(q) + e_j . x_i / s2
+        - |q_j|^2 / (2 s2)``, so the J sums over the patterns of one query are
+        one matrix product of exp(a(q)) (N values) with the fixed (N, J)
+        factor exp(e_j . x_i / s2): N exponentials per query instead of J N
+        (see :ref:`the smoothed energy <design-smoothed-energy>`).  Both
+        factors are shifted by their maxima; a sum that lands below e^-300 of
+        the shifts, where factors floored at e^-354 could matter, is summed
+        again exactly.  Float64 throughout, so it agrees with ``log_density``
+        to rounding.  Beyond 65,536 patterns it is ``log_density``.
+
+        Parameters
+        ----------
+        queries : array-like of shape (m, d)
+        s2 : float
+            Kernel variance (one for all queries).
+        offsets : array-like of shape (J, d)
+
+        Returns
+        -------
+        log_density : ndarray of shape (m, J), float64
+            ``log_density(queries + offsets[j], s2)`` in column j.
+        """
+        queries = np.asarray(queries, dtype=np.float64)
+        offsets = np.asarray(offsets, dtype=np.float64)
+        m, n_offsets = queries.shape[0], offsets.shape[0]
+        if self.n_patterns > _SINGLE_MAX_PATTERNS:
+            flat = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, self.n_features)
+            return self.log_density(flat, s2).reshape(m, n_offsets)
+        s2 = float(s2)
+        log_norm, poor = _offset_log_norms(self._sampling_arrays()[0],
+                                           queries - self.offset, offsets, 1.0 / s2)
+        rows, cols = np.nonzero(poor)
+        if rows.size:
+            log_norm[rows, cols] = (self.query(queries[rows] + offsets[cols], s2).log_norm
+                                    - self._max_log_w)
+        return (log_norm + self._max_log_w - self.log_total_weight
+                - 0.5 * self.n_features * np.log(2.0 * np.pi * s2))
+
     def log_density(self, queries, s2, **kwargs):
         """Normalised log-density of the mixture sum_i w_i N(x_i, s2 I) / sum_i w_i."""
         queries = np.asarray(queries, dtype=np.float64)
@@ -589,20 +634,28 @@ def _sampling_arrays(post):
     return logit_rows, totals
 
 
-def _sampling_blocks(logit_rows, centred, inv_s2):
-    """Per block of query rows: (slice, queries q, float32 weights shifted so
-    that each row's largest is 1, and the index of that largest pattern)."""
+def _shifted_logits(logit_rows, centred, inv_s2):
+    """Per block of query rows: (slice, queries q, float64 logits less each
+    row's largest, that largest (rows, 1), and the index of its pattern)."""
     rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 1)
     for start in range(0, centred.shape[0], rows):
         sl = slice(start, start + rows)
         q = centred[sl]
         ones = np.ones((q.shape[0], 1))
         logits = np.hstack([q * inv_s2, ones * inv_s2, ones]) @ logit_rows
-        # float64 logits, shifted by their maximum (argmax and a gather: max
-        # along short rows is 3x slower) before the float32 cast, where
-        # weights below e^-3e38 become -inf and then the floor.
+        # argmax and a gather: max along short rows is 3x slower.
         arg = logits.argmax(axis=1)
-        logits -= np.take_along_axis(logits, arg[:, None], axis=1)
+        top = np.take_along_axis(logits, arg[:, None], axis=1)
+        logits -= top
+        yield sl, q, logits, top, arg
+
+
+def _sampling_blocks(logit_rows, centred, inv_s2):
+    """Per block of query rows: (slice, queries q, float32 weights shifted so
+    that each row's largest is 1, and the index of that largest pattern)."""
+    for sl, q, logits, _, arg in _shifted_logits(logit_rows, centred, inv_s2):
+        # Shifted in float64 before the float32 cast, where weights below
+        # e^-3e38 become -inf and then the floor.
         with np.errstate(over="ignore"):
             weights = logits.astype(np.float32)
         np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
@@ -632,6 +685,30 @@ def _sampling_log_norms(logit_rows, totals, centred, inv_s2):
         top = logit_rows[-1, arg] - 0.5 * inv_s2 * np.einsum("md,md->m", diff, diff)
         out[sl] = top + np.log(mass.astype(np.float64))
     return out
+
+
+def _offset_log_norms(logit_rows, centred, offsets, inv_s2):
+    """log sum_i w_i exp(-|q + e_j - x_i|^2 / (2 s2)) for the rows q of
+    ``centred`` and e_j of ``offsets`` (shifted weights of ``logit_rows``, see
+    :func:`_sampling_arrays`), and where a sum fell below e^-300 of its shifts."""
+    x_rows = logit_rows[:-2]
+    cross = (offsets @ x_rows) * inv_s2
+    cross_top = cross.max(axis=1)
+    # Factors floored at e^-354 keep every product of two at least e^-708, a
+    # normal float64: subnormal products slow a matrix product several-fold
+    # (as they did the float32 weighted sums, see FLOAT32_MIN_EXPONENT).
+    factor = np.exp(np.maximum(cross - cross_top[:, None], _OFFSET_MIN_EXPONENT)).T.copy()
+    offset_sq = np.einsum("jd,jd->j", offsets, offsets)
+    out = np.empty((centred.shape[0], offsets.shape[0]))
+    poor = np.empty(out.shape, dtype=bool)
+    for sl, q, logits, top, _ in _shifted_logits(logit_rows, centred, inv_s2):
+        np.maximum(logits, _OFFSET_MIN_EXPONENT, out=logits)
+        log_sums = np.log(np.exp(logits, out=logits) @ factor)
+        poor[sl] = log_sums < _OFFSET_POOR_LOG_SUM
+        moved_sq = (np.einsum("rd,rd->r", q, q)[:, None] + 2.0 * (q @ offsets.T)
+                    + offset_sq)
+        out[sl] = top + cross_top + log_sums - 0.5 * inv_s2 * moved_sq
+    return out, poor
 
 
 def _categorical(rng, logits):

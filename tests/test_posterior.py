@@ -107,6 +107,37 @@ def test_sampling_log_density_matches_brute_force_to_float32_accuracy(offset_dat
                                unweighted.log_density(queries, s2), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("s2, spread", [(0.7, 1.0), (50.0, 1.0), (1e-3, 1.0), (1e-3, 30.0)])
+def test_offset_log_density_matches_brute_force(offset_data, s2, spread):
+    # One matrix product for all offsets; the last case (offsets 30 kernel
+    # widths long over a wide cloud) puts sums below the e^-300 shift, which
+    # are summed again exactly.
+    rng = np.random.default_rng(6)
+    log_w = rng.normal(size=700)
+    queries = offset_data[:40] + 3.0 * rng.normal(size=(40, 4))
+    offsets = spread * np.sqrt(s2) * rng.normal(size=(12, 4))
+    post = PatternPosterior(offset_data, log_weights=log_w)
+    moved = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, 4)
+    log_norm, _, _ = brute_posterior(moved, offset_data, s2, log_w)
+    expected = log_norm - np.logaddexp.reduce(log_w) - 2.0 * np.log(2.0 * np.pi * s2)
+    got = post.offset_log_density(queries, s2, offsets)
+    assert got.shape == (40, 12)
+    np.testing.assert_allclose(got.ravel(), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_offset_log_density_beyond_one_block_of_patterns(monkeypatch):
+    rng = np.random.default_rng(7)
+    patterns = rng.normal(size=(300, 3))
+    queries, offsets = rng.normal(size=(20, 3)), 0.3 * rng.normal(size=(5, 3))
+    post = PatternPosterior(patterns)
+    single = post.offset_log_density(queries, 0.2, offsets)
+    monkeypatch.setattr("sklearn_diffsample._posterior._SINGLE_MAX_PATTERNS", 100)
+    streamed = post.offset_log_density(queries, 0.2, offsets)
+    moved = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
+    np.testing.assert_allclose(streamed.ravel(), post.log_density(moved, 0.2), rtol=1e-13)
+    np.testing.assert_allclose(single, streamed, rtol=1e-12)
+
+
 def test_log_density_is_the_normalised_mixture():
     rng = np.random.default_rng(4)
     patterns = rng.normal(size=(50, 1))
