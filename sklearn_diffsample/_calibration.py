@@ -147,9 +147,10 @@ class DefensiveProposal:
         Z_gauss = self.mu + rng.standard_normal((n_draws - n_kde, self.mu.shape[0])) @ self.A
         return np.vstack([Z_kde, Z_gauss])
 
-    def log_density(self, Z):
-        """log q(Z)."""
-        kde = self.kde.log_density(Z, self.b2, n_neighbors=self.n_neighbors)
+    def log_density(self, Z, log_kde=None):
+        """log q(Z); ``log_kde``, log pi_b(Z), where the caller has it."""
+        kde = (self.kde.log_density(Z, self.b2, n_neighbors=self.n_neighbors)
+               if log_kde is None else log_kde)
         return np.logaddexp(np.log(_KDE_SHARE) + kde,
                             np.log1p(-_KDE_SHARE)
                             + gaussian_log_density(Z, self.mu, *self._eig))
@@ -163,12 +164,18 @@ def ess_fraction(log_w):
 def importance_draws(energy, proposal, n_draws, rng, rows=None):
     """``n_draws`` draws Z of ``proposal`` and their log-weights -energy(Z) - log q(Z).
 
-    ``rows(func, Z)`` evaluates a row-wise function (in parallel chunks, say);
-    by default it calls ``func(Z)``.
+    ``energy(Z)`` returns (energy, log pi_b(Z) or None): the proposal's KDE
+    part where the energy had it at hand.  ``rows(func, Z)`` evaluates a
+    row-wise function (in parallel chunks, say); by default it calls
+    ``func(Z)``.
     """
+    def log_weights(Z):
+        values, log_kde = energy(Z)
+        return -values - proposal.log_density(Z, log_kde)
+
     rows = rows or (lambda func, Z: func(Z))
     Z = proposal.draw(n_draws, rng)
-    return Z, -rows(energy, Z) - rows(proposal.log_density, Z)
+    return Z, rows(log_weights, Z)
 
 
 def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
@@ -176,8 +183,7 @@ def importance_log_normalizer(energy, proposal, n_max, rng, rows=None):
 
     A pilot of ``min(1000, n_max)`` draws estimates the ESS; more draws follow
     until the standard error sqrt((1/ESS - 1)/n) of log Z is below 0.02, up to
-    ``n_max``.  ``rows(func, Z)`` evaluates a row-wise function (in parallel
-    chunks, say); by default it calls ``func(Z)``.
+    ``n_max``.  ``energy`` and ``rows`` as in :func:`importance_draws`.
     """
     def log_weights(n_draws):
         return importance_draws(energy, proposal, n_draws, rng, rows)[1]
