@@ -138,6 +138,23 @@ def test_offset_log_density_beyond_one_block_of_patterns(monkeypatch):
     np.testing.assert_allclose(single, streamed, rtol=1e-12)
 
 
+def test_halving_log_density_matches_brute_force(offset_data):
+    # Weights squared from one exponential over 30 halvings (s2 from 50 down
+    # to 1e-8): the squares reach the e^-354 floor, which must not matter.
+    rng = np.random.default_rng(8)
+    queries = offset_data[:30] + 2.0 * rng.normal(size=(30, 4))
+    post = PatternPosterior(offset_data)
+    got = post.halving_log_density(queries, 50.0, 30)
+    for k in (0, 1, 7, 29):
+        s2 = 50.0 / 2**k
+        log_norm, _, _ = brute_posterior(queries, offset_data, s2)
+        expected = log_norm - np.log(700) - 2.0 * np.log(2.0 * np.pi * s2)
+        np.testing.assert_allclose(got[:, k], expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="unweighted"):
+        PatternPosterior(offset_data, log_weights=np.zeros(700)).halving_log_density(
+            queries, 1.0, 2)
+
+
 def test_log_density_is_the_normalised_mixture():
     rng = np.random.default_rng(4)
     patterns = rng.normal(size=(50, 1))
