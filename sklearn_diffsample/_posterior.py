@@ -56,6 +56,9 @@ _SMALL_BLOCK_ELEMENTS = 2**17
 # offset_log_density: each factor of a weight floored at e^-354, and a sum
 # below e^-300 summed again exactly (the floors then add < N e^-54 of it).
 _OFFSET_MIN_EXPONENT = -354.0
+# ... while its fixed (N, J) factor stays within 32 MB (J = 33 for MM-SOLD:
+# 127,000 patterns); beyond, every offset query is summed on its own.
+_OFFSET_MAX_FACTOR = 2**22
 _OFFSET_POOR_LOG_SUM = -300.0
 
 
@@ -412,7 +415,8 @@ class PatternPosterior:
         factors are shifted by their maxima; a sum that lands below e^-300 of
         the shifts, where factors floored at e^-354 could matter, is summed
         again exactly.  Float64 throughout, so it agrees with ``log_density``
-        to rounding.  Beyond 65,536 patterns it is ``log_density``.
+        to rounding.  Where the (N, J) factor would pass 2^22 values (32 MB)
+        it is ``log_density`` at every moved query.
 
         Parameters
         ----------
@@ -429,7 +433,7 @@ class PatternPosterior:
         queries = np.asarray(queries, dtype=np.float64)
         offsets = np.asarray(offsets, dtype=np.float64)
         m, n_offsets = queries.shape[0], offsets.shape[0]
-        if self.n_patterns > _SINGLE_MAX_PATTERNS:
+        if self.n_patterns * n_offsets > _OFFSET_MAX_FACTOR:
             flat = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, self.n_features)
             return self.log_density(flat, s2).reshape(m, n_offsets)
         s2 = float(s2)
@@ -472,7 +476,8 @@ class PatternPosterior:
         s2 = float(s2)
         out = np.empty((queries.shape[0], int(n_variances)))
         doubling = 2.0 ** np.arange(out.shape[1])
-        logit_rows = self._sampling_arrays()[0]
+        # Not cached: the float64 rows are as large as the patterns.
+        logit_rows = _logit_rows(self) if self._single is None else self._single[0]
         centred = queries - self.offset
         for sl, q, logits, _, arg in _shifted_logits(logit_rows, centred, 1.0 / s2):
             # The winning term in float64 from its pattern, as in sampling_log_density.
@@ -671,19 +676,25 @@ class PatternPosterior:
 
 
 # ------------------------------------------------------------ sampling grade
-def _sampling_arrays(post):
-    """float64 logit rows [x; -|x|^2/2; log w] (d+2, n) and float32 [x, 1] (n, d+1)."""
+def _logit_rows(post):
+    """float64 logit rows [x; -|x|^2/2; log w] (d+2, n), log w less its maximum."""
     log_w = (np.zeros(post.n_patterns) if post._log_w is None
              else post._log_w - post._max_log_w)
-    logit_rows = np.vstack([post._x.T, -post._half_sq_norms, log_w])
+    return np.vstack([post._x.T, -post._half_sq_norms, log_w])
+
+
+def _sampling_arrays(post):
+    """:func:`_logit_rows` and float32 [x, 1] (n, d+1)."""
     totals = np.hstack([post._x, np.ones((post.n_patterns, 1))]).astype(np.float32)
-    return logit_rows, totals
+    return _logit_rows(post), totals
 
 
 def _shifted_logits(logit_rows, centred, inv_s2):
     """Per block of query rows: (slice, queries q, float64 logits less each
     row's largest, that largest (rows, 1), and the index of its pattern)."""
-    rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 1)
+    # At least 8 rows: one-row blocks leave the products matrix-vector (3.5x
+    # slower on 100,000 patterns, measured).
+    rows = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 8)
     for start in range(0, centred.shape[0], rows):
         sl = slice(start, start + rows)
         q = centred[sl]

@@ -125,13 +125,13 @@ def test_offset_log_density_matches_brute_force(offset_data, s2, spread):
     np.testing.assert_allclose(got.ravel(), expected, rtol=1e-12, atol=1e-9)
 
 
-def test_offset_log_density_beyond_one_block_of_patterns(monkeypatch):
+def test_offset_log_density_beyond_its_factor_budget(monkeypatch):
     rng = np.random.default_rng(7)
     patterns = rng.normal(size=(300, 3))
     queries, offsets = rng.normal(size=(20, 3)), 0.3 * rng.normal(size=(5, 3))
     post = PatternPosterior(patterns)
     single = post.offset_log_density(queries, 0.2, offsets)
-    monkeypatch.setattr("sklearn_diffsample._posterior._SINGLE_MAX_PATTERNS", 100)
+    monkeypatch.setattr("sklearn_diffsample._posterior._OFFSET_MAX_FACTOR", 1000)
     streamed = post.offset_log_density(queries, 0.2, offsets)
     moved = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
     np.testing.assert_allclose(streamed.ravel(), post.log_density(moved, 0.2), rtol=1e-13)
