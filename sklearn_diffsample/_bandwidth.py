@@ -11,8 +11,9 @@ is 10-fold (every row is scored once, against the other nine folds); beyond,
 costs one exact engine pass over 1000 queries.  L is maximised over log h on a
 grid around Scott's rule, all of it in one pass (the cost of about 3
 evaluations, see PatternPosterior.halving_log_density), refined by a bounded
-scalar search (about 7 evaluations), and h is rescaled by ((M / N)^(1/(d + 4))) to the full pattern
-count, the rate at which a likelihood-optimal bandwidth shrinks with N.
+scalar search (about 7 evaluations), and h is rescaled by
+((M / N)^(1/(d + 4))) to the full pattern count, the rate at which a
+likelihood-optimal bandwidth shrinks with N.
 Exact duplicate rows are merged first: they would reward h -> 0.
 """
 

@@ -472,9 +472,12 @@ class PatternPosterior:
         """
         if self._log_w is not None:
             raise ValueError("halving_log_density needs unweighted patterns.")
+        s2, n_variances = float(s2), int(n_variances)
+        if not (np.isfinite(s2) and s2 > 0) or n_variances < 1:
+            raise ValueError(f"halving_log_density needs a finite s2 > 0 and at least one "
+                             f"variance, got s2={s2!r}, n_variances={n_variances!r}.")
         queries = np.asarray(queries, dtype=np.float64)
-        s2 = float(s2)
-        out = np.empty((queries.shape[0], int(n_variances)))
+        out = np.empty((queries.shape[0], n_variances))
         doubling = 2.0 ** np.arange(out.shape[1])
         # Not cached: the float64 rows are as large as the patterns.
         logit_rows = _logit_rows(self) if self._single is None else self._single[0]
@@ -747,7 +750,7 @@ def _sampling_log_norms(logit_rows, totals, centred, inv_s2):
 def _offset_log_norms(logit_rows, centred, offsets, inv_s2):
     """log sum_i w_i exp(-|q + e_j - x_i|^2 / (2 s2)) for the rows q of
     ``centred`` and e_j of ``offsets`` (shifted weights of ``logit_rows``, see
-    :func:`_sampling_arrays`), and where a sum fell below e^-300 of its shifts."""
+    :func:`_logit_rows`), and where a sum fell below e^-300 of its shifts."""
     x_rows = logit_rows[:-2]
     cross = (offsets @ x_rows) * inv_s2
     cross_top = cross.max(axis=1)

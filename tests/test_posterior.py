@@ -153,6 +153,9 @@ def test_halving_log_density_matches_brute_force(offset_data):
     with pytest.raises(ValueError, match="unweighted"):
         PatternPosterior(offset_data, log_weights=np.zeros(700)).halving_log_density(
             queries, 1.0, 2)
+    for s2, n in [(0.0, 2), (np.inf, 2), (1.0, 0)]:
+        with pytest.raises(ValueError, match="finite s2 > 0"):
+            post.halving_log_density(queries, s2, n)
 
 
 def test_log_density_is_the_normalised_mixture():
