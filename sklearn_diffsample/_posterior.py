@@ -53,9 +53,12 @@ _SINGLE_MAX_PATTERNS = 2**16
 # is paid on ~1 MB blocks, not on 256 x N (measured: 1.3-1.6x on 10-50
 # patterns, no change from 99 on).
 _SMALL_BLOCK_ELEMENTS = 2**17
-# offset_log_density: each factor of a weight floored at e^-354, and a sum
-# below e^-300 summed again exactly (the floors then add < N e^-54 of it).
-_OFFSET_MIN_EXPONENT = -354.0
+# Weights that are multiplied by one another (offset_log_density's two factors,
+# halving_log_density's squares) are floored at e^-354, so that every product
+# stays a normal float64; offset_log_density sums again exactly a sum below
+# e^-300 of its shifts (the floors then add < N e^-54 of it).
+_PRODUCT_MIN_EXPONENT = -354.0
+_PRODUCT_MIN_WEIGHT = np.exp(_PRODUCT_MIN_EXPONENT)
 # ... while its fixed (N, J) factor stays within 32 MB (J = 33 for MM-SOLD:
 # 127,000 patterns); beyond, every offset query is summed on its own.
 _OFFSET_MAX_FACTOR = 2**22
@@ -477,23 +480,11 @@ class PatternPosterior:
             raise ValueError(f"halving_log_density needs a finite s2 > 0 and at least one "
                              f"variance, got s2={s2!r}, n_variances={n_variances!r}.")
         queries = np.asarray(queries, dtype=np.float64)
-        out = np.empty((queries.shape[0], n_variances))
-        doubling = 2.0 ** np.arange(out.shape[1])
         # Not cached: the float64 rows are as large as the patterns.
         logit_rows = _logit_rows(self) if self._single is None else self._single[0]
-        centred = queries - self.offset
-        for sl, q, logits, _, arg in _shifted_logits(logit_rows, centred, 1.0 / s2):
-            # The winning term in float64 from its pattern, as in sampling_log_density.
-            diff = q - logit_rows[:-2, arg].T
-            top = -0.5 / s2 * np.einsum("md,md->m", diff, diff)
-            np.maximum(logits, _OFFSET_MIN_EXPONENT, out=logits)
-            weights = np.exp(logits, out=logits)
-            for k in range(out.shape[1]):
-                if k:
-                    np.maximum(weights, np.exp(_OFFSET_MIN_EXPONENT), out=weights)
-                    np.multiply(weights, weights, out=weights)
-                out[sl, k] = top * doubling[k] + np.log(weights.sum(axis=1))
-        return (out - self.log_total_weight
+        log_norm = _halving_log_norms(logit_rows, queries - self.offset, 1.0 / s2, n_variances)
+        doubling = 2.0 ** np.arange(n_variances)
+        return (log_norm - self.log_total_weight
                 - 0.5 * self.n_features * np.log(2.0 * np.pi * s2 / doubling))
 
     def log_density(self, queries, s2, **kwargs):
@@ -739,11 +730,33 @@ def _sampling_log_norms(logit_rows, totals, centred, inv_s2):
     ones32 = np.ascontiguousarray(totals[:, -1])
     for sl, q, weights, arg in _sampling_blocks(logit_rows, centred, inv_s2):
         mass = weights @ ones32
-        # The winning term in float64, from its pattern: exact where
-        # |q|^2 / s2 dwarfs the logits' differences.
-        diff = q - logit_rows[:-2, arg].T
-        top = logit_rows[-1, arg] - 0.5 * inv_s2 * np.einsum("md,md->m", diff, diff)
-        out[sl] = top + np.log(mass.astype(np.float64))
+        out[sl] = _winning_logit(logit_rows, q, arg, inv_s2) + np.log(mass.astype(np.float64))
+    return out
+
+
+def _winning_logit(logit_rows, q, arg, inv_s2):
+    """log w - |q - x|^2 / (2 s2) of each row's winning pattern ``arg``, in
+    float64 from the pattern: exact where |q|^2 / s2 dwarfs the logits'
+    differences, which the expanded logits would round away."""
+    diff = q - logit_rows[:-2, arg].T
+    return logit_rows[-1, arg] - 0.5 * inv_s2 * np.einsum("md,md->m", diff, diff)
+
+
+def _halving_log_norms(logit_rows, centred, inv_s2, n_variances):
+    """log sum_i exp(-|q - x_i|^2 / (2 s2 / 2^k)) at the rows q of ``centred``
+    for k < ``n_variances`` (unweighted ``logit_rows``): each variance's
+    weights are the squares of the one before."""
+    out = np.empty((centred.shape[0], n_variances))
+    doubling = 2.0 ** np.arange(n_variances)
+    for sl, q, logits, _, arg in _shifted_logits(logit_rows, centred, inv_s2):
+        top = _winning_logit(logit_rows, q, arg, inv_s2)
+        np.maximum(logits, _PRODUCT_MIN_EXPONENT, out=logits)
+        weights = np.exp(logits, out=logits)
+        for k in range(n_variances):
+            if k:
+                np.maximum(weights, _PRODUCT_MIN_WEIGHT, out=weights)
+                np.multiply(weights, weights, out=weights)
+            out[sl, k] = top * doubling[k] + np.log(weights.sum(axis=1))
     return out
 
 
@@ -757,12 +770,12 @@ def _offset_log_norms(logit_rows, centred, offsets, inv_s2):
     # Factors floored at e^-354 keep every product of two at least e^-708, a
     # normal float64: subnormal products slow a matrix product several-fold
     # (as they did the float32 weighted sums, see FLOAT32_MIN_EXPONENT).
-    factor = np.exp(np.maximum(cross - cross_top[:, None], _OFFSET_MIN_EXPONENT)).T.copy()
+    factor = np.exp(np.maximum(cross - cross_top[:, None], _PRODUCT_MIN_EXPONENT)).T.copy()
     offset_sq = np.einsum("jd,jd->j", offsets, offsets)
     out = np.empty((centred.shape[0], offsets.shape[0]))
     poor = np.empty(out.shape, dtype=bool)
     for sl, q, logits, top, _ in _shifted_logits(logit_rows, centred, inv_s2):
-        np.maximum(logits, _OFFSET_MIN_EXPONENT, out=logits)
+        np.maximum(logits, _PRODUCT_MIN_EXPONENT, out=logits)
         log_sums = np.log(np.exp(logits, out=logits) @ factor)
         poor[sl] = log_sums < _OFFSET_POOR_LOG_SUM
         moved_sq = (np.einsum("rd,rd->r", q, q)[:, None] + 2.0 * (q @ offsets.T)
