@@ -80,7 +80,7 @@ def resolve_bandwidth(bandwidth, Z):
 
     ``"auto"``: the isotropic bandwidth that maximises the held-out
     log-likelihood of the Gaussian KDE of Z (:func:`._bandwidth.heldout_bandwidth`,
-    the cost of about 10 exact engine passes over at most 1000 held-out rows);
+    the cost of about 3 exact engine passes over at most 1000 held-out rows);
     ``"scott"``: sigma_bar n^(-1/(d+4)); ``"silverman"``:
     sigma_bar (n (d+2)/4)^(-1/(d+4)), sigma_bar from :func:`data_scale`
     (1 for standardised or whitened Z without constant features).

@@ -153,7 +153,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         standard deviations, see ``coordinates``): sampling stops where
         sigma_t/alpha_t = h, and the output law is the KDE of bandwidth h.
         ``"auto"`` maximises the held-out log-likelihood of that KDE (10-fold
-        up to 2000 rows, one 1000-row hold-out beyond: the cost of about 10
+        up to 2000 rows, one 1000-row hold-out beyond: the cost of about 3
         exact engine passes over the held-out rows); ``"scott"`` and
         ``"silverman"`` are the rules of ``resolve_bandwidth``.  ``fit``
         refuses an h outside 1e-100 to 1e6.

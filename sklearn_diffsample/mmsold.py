@@ -304,7 +304,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
         delta, the KDE bandwidth of the potential, in internal units (a
         multiple of the training data's standard deviations, see
         ``coordinates``).  "auto" maximises the held-out log-likelihood of
-        pi_delta (about 10 exact engine passes); "scott" and "silverman" are
+        pi_delta (about 3 exact engine passes); "scott" and "silverman" are
         the rules of ``resolve_bandwidth``.
     smoothing : float >= 0 or "auto", default="auto"
         sigma, the width of the log-domain smoothing.  "auto" is delta (see

@@ -194,7 +194,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Std h of the Gaussian added to every endpoint, in internal units (a
         multiple of the training data's standard deviations, see
         ``coordinates``).  ``"auto"`` maximises the held-out log-likelihood of
-        the Gaussian KDE of the patterns (about 10 exact engine passes; see
+        the Gaussian KDE of the patterns (about 3 exact engine passes; see
         ``GuidedDiffusionSampler``); "scott" and "silverman" are the rules of
         ``resolve_bandwidth``.
     coordinates : {"standardized", "whitened", "isotropic"}, default="standardized"
