@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sklearn_diffsample import GuidedDiffusionSampler, MMSOLDSampler, PathExtrapolationDensity
-from sklearn_diffsample._bandwidth import _splits, heldout_bandwidth
+from sklearn_diffsample._bandwidth import _spline_minimum, _splits, heldout_bandwidth
 
 from ._reference import brute_kde_log_density
 
@@ -27,6 +27,19 @@ def test_the_rule_maximises_the_brute_force_heldout_likelihood(n, d):
     values = [_brute_heldout_loglik(Z, g) for g in grid]
     assert _brute_heldout_loglik(Z, h_folds) >= max(values) - 1e-9
     assert 0 < int(np.argmax(values)) < len(grid) - 1 or np.ptp(values) < 1e-9
+
+
+def test_the_grid_refinement_finds_a_cubic_minimum_and_keeps_flat_grids():
+    # Not-a-knot cubic splines reproduce a cubic exactly, so the refinement
+    # must return its analytic minimum; on a flat or monotone grid it keeps
+    # the best grid point.
+    grid = np.log(1.3) - 0.5 * np.log(2.0) * np.arange(14)  # descending, as the rule's
+    u0 = -1.234
+    cubic = (grid - u0) ** 2 * (3.0 + 0.4 * (grid - u0))  # minimum at u0 (and a max far out)
+    assert abs(_spline_minimum(grid, 50.0 * cubic - 7.0) - u0) < 1e-9
+    assert _spline_minimum(grid, np.zeros(14)) == grid[0]
+    assert _spline_minimum(grid, np.arange(14.0)) == grid[0]
+    assert _spline_minimum(grid, -np.arange(14.0)) == grid[-1]
 
 
 def test_the_rule_follows_the_data_scale_and_ignores_duplicates():
