@@ -27,6 +27,8 @@ import warnings
 
 import _common
 import numpy as np
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
 from scipy.stats import gaussian_kde
 from sklearn.datasets import (
     load_breast_cancer,
@@ -95,6 +97,19 @@ def _kde_cv(X, cfg):
                         cv=KFold(5, shuffle=True, random_state=0)).fit(X).best_estimator_
 
 
+def _kde_loglik(train, test, h):
+    """Per-row log-density of the Gaussian KDE of ``train`` at ``test``, by brute force.
+
+    KDE-CV's held-out log-likelihood is computed here rather than by
+    KernelDensity.score_samples, whose tree sums overstate it on breast cancer
+    (30-d) by 0.16-1.08 nats per row (measured on the three splits; it agrees
+    to 3e-3 nats on the other six tables).
+    """
+    n, d = train.shape
+    log_kernel = -cdist(test, train, "sqeuclidean") / (2.0 * h * h)
+    return logsumexp(log_kernel, axis=1) - np.log(n) - 0.5 * d * np.log(2.0 * np.pi * h * h)
+
+
 def _gmm_bic(X, max_components=10):
     fits = [GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=0).fit(X)
             for k in range(1, max_components + 1)]
@@ -143,7 +158,8 @@ def evaluate(name, seed, cfg):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fit_s, est = _common.timed(lambda: build(train, cfg))
-        ll = float(np.mean(est.score_samples(test)))
+        ll = float(np.mean(_kde_loglik(train, test, est.bandwidth_) if method == "KDE-CV"
+                           else est.score_samples(test)))
         sw2, auc, dcr, copy, sample_s = [], [], [], [], []
         for k in range(cfg["draws"]):
             seconds, Z = _common.timed(lambda: _draw(est, len(test), 100 * seed + k))
@@ -241,7 +257,8 @@ def markdown(rows, timing, cfg, quick, started, info):
         "log-likelihood is per row (nats); SW2 to the held-out rows (200 projections); "
         "C2ST AUC by gradient boosting, 5-fold (0.5 = indistinguishable); DCR ratio about 1 "
         "behaves like fresh data. KDE-CV: KernelDensity, bandwidth by 5-fold GridSearchCV "
-        f"over {cfg['kde_grid']} values. Every method's SW2, C2ST, DCR ratio and copy rate "
+        f"over {cfg['kde_grid']} values, its held-out log-likelihood summed exactly (by brute "
+        "force: KernelDensity's own overstates it on breast cancer by up to 1.1 nats a row). Every method's SW2, C2ST, DCR ratio and copy rate "
         f"are averaged over {cfg['draws']} draws of as many rows as the held-out part. "
         "Guided (CV): GridSearchCV over "
         f"{cfg['guided_grid']} bandwidths. Each estimator of the package runs at its "
