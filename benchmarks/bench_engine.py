@@ -17,21 +17,9 @@ import time
 
 import _common
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.neighbors import KernelDensity
 
 from sklearn_diffsample import PatternPosterior
-
-
-def brute_kde(queries, patterns, h, rows=16):
-    """log (1/N) sum_i N(q; x_i, h^2 I) from direct float64 differences."""
-    n, d = patterns.shape
-    out = np.empty(len(queries))
-    for start in range(0, len(queries), rows):
-        q = queries[start:start + rows]
-        diff = q[:, None, :] - patterns[None, :, :]
-        out[start:start + rows] = logsumexp(-np.einsum("mnd,mnd->mn", diff, diff) / (2 * h * h), axis=1)
-    return out - np.log(n) - 0.5 * d * np.log(2 * np.pi * h * h)
 
 
 def timed(func, repeats=1):
@@ -50,7 +38,7 @@ def accuracy_table(n, d, h, n_queries, far_scale, seed=0):
     rows = []
     for label, scale in [("standard normal queries", 1.0), (f"far queries (x{far_scale:g})", far_scale)]:
         Q = rng.standard_normal((n_queries, d)) * scale
-        ref = brute_kde(Q, X, h)
+        ref = _common.brute_kde(Q, X, h)
         ours = PatternPosterior(X).log_density(Q, h * h)
         kd = KernelDensity(bandwidth=h).fit(X).score_samples(Q)
         err_ours, err_kd = np.abs(ours - ref), np.abs(kd - ref)
@@ -70,7 +58,7 @@ def speed_table(n, d, h, n_queries, seed=1):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     Q = rng.standard_normal((n_queries, d))
-    ref = brute_kde(Q, X, h)
+    ref = _common.brute_kde(Q, X, h)
     post = PatternPosterior(X)
     t_engine, ours = timed(lambda: post.log_density(Q, h * h), repeats=2)
     kde = KernelDensity(bandwidth=h).fit(X)
@@ -84,7 +72,7 @@ def speed_table(n, d, h, n_queries, seed=1):
         "n_queries": n_queries, "seconds": t_kd, "max_abs_err": float(np.abs(kd - ref).max()),
     }]
     for small_h in (h, h / 3):
-        ref_small = brute_kde(Q, X, small_h) if small_h != h else ref
+        ref_small = _common.brute_kde(Q, X, small_h) if small_h != h else ref
         t_exact, _ = timed(lambda: post.log_density(Q, small_h**2), repeats=2)
         t_topk, top = timed(lambda: indexed.log_density(Q, small_h**2, n_neighbors=64), repeats=2)
         rows.append({
