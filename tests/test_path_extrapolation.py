@@ -344,3 +344,13 @@ def test_extrapolation_from_an_intermediate_time():
     assert np.all(np.isfinite(midway)) and not np.allclose(midway, at_end)
     with pytest.raises(ValueError, match="tau_ex=0.013 is not on the grid"):
         PathExtrapolationDensity(tau_ex=0.013, **kw).fit(X)
+
+
+def test_auto_reference_count_follows_the_training_size():
+    # "auto" draws 2N endpoints within [1000, 2000], never more than 20N.
+    rng = np.random.default_rng(0)
+    for n, expected in ((30, 600), (300, 1000), (700, 1400), (1200, 2000)):
+        est = PathExtrapolationDensity(n_steps=2, n_splits=1, random_state=0)
+        est.fit(rng.normal(size=(n, 2)))
+        assert est.n_reference_samples_ == expected
+        assert est.endpoints_.shape == (expected, 2)
