@@ -244,7 +244,8 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     n_reference_samples : int or "auto", default="auto"
         Number M of endpoints drawn at fit for ``score_samples``; "auto" is
         2N within [1000, 2000] and at most 20N (a KDE of fewer endpoints than
-        patterns is coarser than the patterns' own); the fit costs M n_steps (2K + 1) N / 2 pattern evaluations.
+        patterns is coarser than the patterns' own); the fit costs
+        M n_steps (2K + 1) N / 2 pattern evaluations.
     algorithm : {"auto", "brute", "kd_tree", "ball_tree", "cells", "nndescent"}, default="auto"
         Neighbour index of the tower sampler (``extrapolation="exact"`` only).
         "auto": a KD-tree up to 10 features, brute force up to 200,000
