@@ -66,4 +66,4 @@ for row, (name, est) in zip(axes, samplers.items()):
 axes[0, 0].legend(loc="lower left", fontsize=7, markerscale=3)
 fig.suptitle("Guided samples of the inner circle: exact score, DPM-Solver++(2M) vs coarse DDPM")
 fig.tight_layout()
-fig.savefig("guided_two_circles.png", dpi=110)
+plt.show()
