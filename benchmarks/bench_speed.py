@@ -41,6 +41,8 @@ from sklearn_diffsample.mmsold import MMSOLDSampler
 from sklearn_diffsample.path_extrapolation import PathExtrapolationDensity
 
 STEPS = 20  # integrator steps of every sampler in the speed tables
+# n_jobs 1 vs 2: timed calls per setting after the first (see jobs_speedup).
+_JOBS_RUNS = 3
 FULL = dict(Ns=(1_000, 10_000, 100_000), ds=(2, 16, 64), n_target=10_000, cap=10.0,
             probe_samples=200, probe_rows=500, mem_N=1_000_000, jobs_N=5_000, jobs_n=2048)
 QUICK = dict(Ns=(500, 2_000), ds=(2,), n_target=1_000, cap=1.0,
@@ -140,15 +142,21 @@ def jobs_speedup(cfg, log):
          lambda e: e.sample(cfg["jobs_n"] // 2, random_state=0)),
     ]
     for name, make, work in cases:
-        times = {}
+        times, first = {}, {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for jobs in (1, 2):
                     est = make(jobs).fit(X)
-                    times[jobs], _ = _common.timed(lambda: work(est))
+                    # The first call starts joblib's workers; the best of the
+                    # next _JOBS_RUNS compares the work itself (the shared
+                    # host moves single calls by 20-40%, measured).
+                    first[jobs], _ = _common.timed(lambda: work(est))
+                    times[jobs] = min(_common.timed(lambda: work(est))[0]
+                                      for _ in range(_JOBS_RUNS))
             row = {"case": name, "t1": times[1], "t2": times[2], "speedup": times[1] / times[2],
-                   "load": _common.load_average()}
+                   "first_t1": first[1], "first_t2": first[2],
+                   "first_speedup": first[1] / first[2], "load": _common.load_average()}
         except Exception as exc:
             row = {"case": name, "status": f"failed: {type(exc).__name__}: {str(exc)[:160]}"}
         log(str(row))
@@ -275,12 +283,16 @@ def main(argv=None):
 
     lines = _common.header("Scaling benchmark (benchmark table 3)", "bench_speed.py", args.quick, started, info)
     lines += [f"## n_jobs = 1 vs 2 (N = {cfg['jobs_N']}, d = 16, {STEPS} steps, BLAS one thread per worker)", "",
-              "| case | n_jobs=1 s | n_jobs=2 s | speed-up | load average (1/5/15) after |", "|---|---|---|---|---|"]
+              f"Best of {_JOBS_RUNS} calls after a first call that starts the workers; the first "
+              "call's speed-up is shown beside it.", "",
+              "| case | n_jobs=1 s | n_jobs=2 s | speed-up | first call | "
+              "load average (1/5/15) after |", "|---|---|---|---|---|---|"]
     for r in jobs:
         if "speedup" in r:
-            lines.append(f"| {r['case']} | {r['t1']:.2f} | {r['t2']:.2f} | **{r['speedup']:.2f}x** | {r['load']} |")
+            lines.append(f"| {r['case']} | {r['t1']:.2f} | {r['t2']:.2f} | **{r['speedup']:.2f}x** "
+                         f"| {r['first_speedup']:.2f}x | {r['load']} |")
         else:
-            lines.append(f"| {r['case']} | {r['status']} | | | |")
+            lines.append(f"| {r['case']} | {r['status']} | | | | |")
     ok = [r["speedup"] for r in jobs if "speedup" in r]
     lines += ["", "Target: n_jobs = 2 gives >= 1.7x on 2 cores. Measured: "
               + ", ".join(f"{r['case']} {r['speedup']:.2f}x" for r in jobs if "speedup" in r)
