@@ -244,7 +244,7 @@ def _run_chunk(func, index, chunk, seed, progress, parent_pid, inner_threads):
 
 
 def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
-               desc="sampling"):
+               desc="sampling", prefer="threads"):
     """Run ``func(chunk, rng, report)`` on each chunk, in parallel, in order.
 
     Parameters
@@ -263,6 +263,10 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
         joblib workers; None defers to the active ``parallel_config``.
     verbose : int
         >= 1 shows a progress bar over ``len(chunks) * steps_per_chunk`` steps.
+    prefer : {"threads", "processes"}, default="threads"
+        joblib's soft hint when no backend is configured: threads share the
+        fitted patterns; processes suit chunks whose many small array
+        operations hold the GIL (a ``parallel_config`` backend overrides it).
 
     Returns
     -------
@@ -279,7 +283,7 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
     results = []
     try:
         with blas_thread_limit(inner):
-            parallel = Parallel(n_jobs=n_jobs, prefer="threads",
+            parallel = Parallel(n_jobs=n_jobs, prefer=prefer,
                                 return_as="generator" if verbose else "list")
             for i, result in enumerate(parallel(tasks)):
                 progress.chunk_done(i, steps_per_chunk)
