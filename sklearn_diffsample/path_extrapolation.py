@@ -57,8 +57,8 @@ _AUTO_REFERENCE_MAX_PER_PATTERN = 20
 _AUTO_REFERENCE_RANGE = (500, 2000)
 _RICHARDSON_COEF = -1.0 / (np.sqrt(2.0) - 1.0)
 # A dt step is 2K + 1 small engine calls whose Python glue holds the GIL:
-# two threads sampled 1.41x faster than one, two processes 2.00x (N = 5000,
-# d = 16, 1024 samples in 2 chunks, measured).
+# two threads sampled 0.69-1.41x faster than one, two processes 1.59-2.00x
+# (N = 5000, d = 16, 1024 samples in 2 chunks, four measurements).
 _PREFER = "processes"
 
 
