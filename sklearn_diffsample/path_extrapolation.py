@@ -59,7 +59,7 @@ _RICHARDSON_COEF = -1.0 / (np.sqrt(2.0) - 1.0)
 # A dt step is 2K + 1 small engine calls whose Python glue holds the GIL:
 # two threads sampled 0.69-1.41x faster than one, two processes 1.59-2.00x
 # (N = 5000, d = 16, 1024 samples in 2 chunks, four measurements).
-_PREFER = "processes"
+_JOBLIB_PREFER = "processes"
 
 
 def auto_reference_count(n_patterns):
@@ -493,7 +493,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         parts = run_chunks(partial(self._draw_chunk, smooth=smooth),
                            chunk_sizes(n_samples, self.batch_size), seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
-                           steps_per_chunk=int(self.n_steps), desc="paths", prefer=_PREFER)
+                           steps_per_chunk=int(self.n_steps), desc="paths", prefer=_JOBLIB_PREFER)
         return np.vstack(parts)
 
     def _draw_chunk(self, size, rng, report, smooth):
@@ -742,7 +742,7 @@ def path_convergence(p_values, n_realizations=1000, *, target_mean=0.0, target_s
         record=record, variance_correction=bool(variance_correction))
     parts = run_chunks(func, chunk_sizes(int(n_realizations), batch_size),
                        seed_sequence(random_state), n_jobs=n_jobs,
-                       steps_per_chunk=int(n_steps), desc="paths", prefer=_PREFER)
+                       steps_per_chunk=int(n_steps), desc="paths", prefer=_JOBLIB_PREFER)
     dev = np.concatenate(parts, axis=2)
     median = np.median(dev, axis=2)
     msd = np.mean(dev**2, axis=2)
@@ -860,7 +860,7 @@ def path_direction(p, n_realizations=1000, *, n_splits=8, target_mean=0.0, targe
                    variance_correction=bool(variance_correction))
     parts = run_chunks(func, chunk_sizes(int(n_realizations), batch_size),
                        seed_sequence(random_state), n_jobs=n_jobs,
-                       steps_per_chunk=int(n_steps), desc="paths", prefer=_PREFER)
+                       steps_per_chunk=int(n_steps), desc="paths", prefer=_JOBLIB_PREFER)
     u, v, e_full, e_extrapolated = np.concatenate(parts, axis=1)
     dot = np.einsum("md,md->m", u, v)
     norms = np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
