@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -47,6 +48,26 @@ def test_sample_npy_round_trip_and_cross_validated_bandwidth(tmp_path, capsys):
     assert code == 0, err
     assert "cross-validated bandwidth" in err
     assert np.load(out).shape == (7, 3)
+
+
+def test_cv_search_of_path_extrapolation_caches_its_endpoints_for_the_search(
+        tmp_path, monkeypatch):
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_diffsample import PathExtrapolationDensity
+    from sklearn_diffsample.__main__ import _bandwidth_search, bandwidth_grid
+
+    X = np.random.default_rng(3).normal(size=(45, 2))
+    fast = dict(random_state=0, n_steps=8, n_splits=1, n_reference_samples=100)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    search = _bandwidth_search(PathExtrapolationDensity, fast, X, 3)
+    reference = GridSearchCV(PathExtrapolationDensity(**fast), {"bandwidth": bandwidth_grid()},
+                             cv=3).fit(X)
+    # The cache changes the cost, not the scores; it is gone after the search.
+    assert search.estimator.memory is not None
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                               reference.cv_results_["mean_test_score"], rtol=1e-12)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("content, message", [
