@@ -74,8 +74,8 @@ def study_2d(n_train, n_end, quick):
         X = target.sample(n_train, random_state=0)
         X_test = target.sample(2000 if quick else 5000, random_state=1)
         t0 = time.perf_counter()
-        est = PathExtrapolationDensity(n_reference_samples=n_end, n_splits=4 if quick else 8,
-                                       random_state=0, n_jobs=2).fit(X)
+        est = PathExtrapolationDensity(n_reference_samples=n_end, random_state=0,
+                                       n_jobs=2).fit(X)
         search = GridSearchCV(KernelDensity(),
                               {"bandwidth": np.geomspace(0.02, 1.0, 12)}, cv=3).fit(X)
         kde = search.best_estimator_
