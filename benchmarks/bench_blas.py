@@ -80,8 +80,9 @@ def measure(run, repeats=3, min_seconds=2.0, max_repeats=30):
     At least ``repeats`` rounds, more for short calls (until every setting has
     run ``min_seconds``).  Timing the settings one after the other let the
     host's load drift between them: the best of 3 calls of 0.06 s (MM-SOLD's
-    fit on wine) put the default, which is the one-thread code, at 1.45x one
-    thread in one run, and a 16-s case at 1.37x in the next (measured).
+    fit on wine) put the default, which runs the hot loops on one thread, at
+    1.45x one thread in one run, and a 16-s case at 1.37x in the next
+    (measured).
     """
     times = {label: [] for label, _ in SETTINGS}
     while True:

@@ -327,9 +327,9 @@ def test_two_splits_keep_the_extrapolation_gain():
     # extrapolated endpoint (c = 0.4) against the plain full-set path.  Over
     # six seeds at 1000 realisations the ratio was 0.919 +- 0.022 (0.876 to
     # 0.940), so 1 is a false alarm at 3.7 standard deviations.
-    res = path_direction(10, 1000, n_splits=PathExtrapolationDensity().n_splits,
-                         n_steps=100, coef=PathExtrapolationDensity().extrapolation_coef,
-                         random_state=0)
+    defaults = PathExtrapolationDensity()
+    res = path_direction(10, 1000, n_splits=defaults.n_splits, n_steps=100,
+                         coef=defaults.extrapolation_coef, random_state=0)
     assert res.endpoint_error_ratio < 1.0
 
 
