@@ -53,6 +53,12 @@ _SINGLE_MAX_PATTERNS = 2**16
 # is paid on ~1 MB blocks, not on 256 x N (measured: 1.3-1.6x on 10-50
 # patterns, no change from 99 on).
 _SMALL_BLOCK_ELEMENTS = 2**17
+# Up to this many patterns sampling_mean lays its blocks out pattern-major,
+# (patterns x queries): each query's maximum and sums then run down columns,
+# one vectorised pass per pattern, where query-major rows are short.
+# Measured with one BLAS thread on 1024 queries: 1.2-1.75x faster at 50 to
+# 400 patterns in 2 to 30 dimensions, level at 800, 0.9x from 1600 on.
+_PATTERN_MAJOR_MAX_PATTERNS = 512
 # Weights that are multiplied by one another (offset_log_density's two factors,
 # halving_log_density's squares) are floored at e^-354, so that every product
 # stays a normal float64; offset_log_density sums again exactly a sum below
@@ -386,7 +392,9 @@ class PatternPosterior:
         if self.n_patterns > _SINGLE_MAX_PATTERNS:
             return self.query(queries, s2, mean=True).mean
         centred = np.asarray(queries, dtype=np.float64) - self.offset
-        return _sampling_means(*self._sampling_arrays(), centred, 1.0 / float(s2)) + self.offset
+        kernel = (_sampling_means_by_pattern if self.n_patterns <= _PATTERN_MAJOR_MAX_PATTERNS
+                  else _sampling_means)
+        return kernel(*self._sampling_arrays(), centred, 1.0 / float(s2)) + self.offset
 
     def sampling_log_density(self, queries, s2):
         """``log_density`` with float32 weights, as ``sampling_mean`` sums them.
@@ -720,6 +728,28 @@ def _sampling_means(logit_rows, totals, centred, inv_s2):
     for sl, _, weights, _ in _sampling_blocks(logit_rows, centred, inv_s2):
         weighted = weights @ totals
         out[sl] = weighted[:, :-1] / weighted[:, -1:]
+    return out
+
+
+def _sampling_means_by_pattern(logit_rows, totals, centred, inv_s2):
+    """:func:`_sampling_means` on (patterns x queries) blocks, for few patterns."""
+    # The transposes are views: BLAS reads them as they are stored.
+    patterns_logit_rows, totals_by_pattern = logit_rows.T, totals.T
+    cols = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 8)
+    out = np.empty_like(centred)
+    factors = np.empty((logit_rows.shape[0], min(cols, centred.shape[0])))
+    for start in range(0, centred.shape[0], cols):
+        q = centred[start:start + cols]
+        f = factors[:, :q.shape[0]]
+        np.multiply(q.T, inv_s2, out=f[:-2])
+        f[-2], f[-1] = inv_s2, 1.0
+        logits = patterns_logit_rows @ f
+        logits -= logits.max(axis=0)
+        with np.errstate(over="ignore"):  # as in _sampling_blocks
+            weights = logits.astype(np.float32)
+        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
+        sums = totals_by_pattern @ np.exp(weights, out=weights)
+        out[start:start + cols] = (sums[:-1] / sums[-1]).T
     return out
 
 

@@ -76,15 +76,18 @@ def test_log_weights_and_per_query_variance(offset_data):
 
 
 @pytest.mark.parametrize("s2", [1e-3, 0.7, 50.0, 1e300])
-def test_sampling_mean_matches_brute_force_to_float32_accuracy(offset_data, s2):
+# 300 patterns take the pattern-major blocks, 700 the query-major ones.
+@pytest.mark.parametrize("n_patterns", [300, 700])
+def test_sampling_mean_matches_brute_force_to_float32_accuracy(offset_data, s2, n_patterns):
     # float32 weights: 1e-5 of the pattern spread is ~100 float32 epsilons,
     # and far below the per-step noise of any sampler that calls it.
     rng = np.random.default_rng(4)
-    log_w = rng.normal(size=700)
-    queries = offset_data[:40] + 3.0 * rng.normal(size=(40, 4))
-    post = PatternPosterior(offset_data, log_weights=log_w)
-    _, mean, _ = brute_posterior(queries, offset_data, min(s2, 1e30), log_w)
-    spread = offset_data.std()
+    patterns = offset_data[:n_patterns]
+    log_w = rng.normal(size=n_patterns)
+    queries = patterns[:40] + 3.0 * rng.normal(size=(40, 4))
+    post = PatternPosterior(patterns, log_weights=log_w)
+    _, mean, _ = brute_posterior(queries, patterns, min(s2, 1e30), log_w)
+    spread = patterns.std()
     np.testing.assert_allclose(post.sampling_mean(queries, s2), mean, rtol=0, atol=1e-5 * spread)
     # The first call builds the float32 copy; a pickle drops it and rebuilds it.
     again = pickle.loads(pickle.dumps(post)).sampling_mean(queries, s2)
