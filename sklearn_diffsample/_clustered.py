@@ -21,6 +21,7 @@ The per-query cost is C + budget pattern terms instead of N.
 """
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 __all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
 
@@ -225,22 +226,33 @@ class PatternClusters:
     def _mean_block(self, posterior, q, s2):
         log_m, clusters, rows = self._select(q, s2)
         X, half_sq = self._cluster_order(posterior)
+        inv_s2 = 1.0 / s2
+        # Per summed (cluster, row) pair, everything that is not a sum over the
+        # cluster's members is computed for all pairs at once: the per-cluster
+        # loop below is numpy's fixed cost per call times the clusters.
+        # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
+        centres = self.centres[clusters]
+        scaled = ((q[rows] - centres) * inv_s2).astype(np.float32)
+        offsets = (np.einsum("pd,pd->p", q[rows], centres)
+                   - self._half_sq_centres[clusters]) * inv_s2
+        half_sq_scaled = half_sq * np.float32(inv_s2)
+        tops = np.empty(rows.size, dtype=np.float32)
+        masses = np.empty(rows.size)
+        totals = np.empty((rows.size, q.shape[1]), dtype=np.float32)
         bounds = np.searchsorted(clusters, np.arange(self.n_clusters + 1))
-        parts = []
-        inv_s2 = np.float32(1.0 / s2)
         for c in np.flatnonzero(np.diff(bounds)):
-            r = rows[bounds[c]:bounds[c + 1]]
-            lo, hi = self.starts[c], self.starts[c + 1]
-            centre = self.centres[c]
-            # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
-            logits = ((q[r] - centre).astype(np.float32) @ X[lo:hi].T - half_sq[lo:hi]) * inv_s2
+            pairs = slice(bounds[c], bounds[c + 1])
+            members = slice(self.starts[c], self.starts[c + 1])
+            logits = scaled[pairs] @ X[members].T
+            logits -= half_sq_scaled[members]
             top = logits.max(axis=1)
-            w = np.maximum(logits - top[:, None], FLOAT32_MIN_EXPONENT)
-            w = np.exp(w, out=w)
-            mass = w.sum(axis=1, dtype=np.float64)
-            total = (w @ X[lo:hi]).astype(np.float64) + mass[:, None] * centre
-            offset = (q[r] @ centre - self._half_sq_centres[c]) / s2
-            parts.append((r, top.astype(np.float64) + offset, mass, total))
+            logits -= top[:, None]
+            w = np.exp(np.maximum(logits, FLOAT32_MIN_EXPONENT, out=logits), out=logits)
+            tops[pairs] = top
+            masses[pairs] = w.sum(axis=1, dtype=np.float64)
+            totals[pairs] = w @ X[members]
+        parts = [(rows, tops + offsets, masses,
+                  totals.astype(np.float64) + masses[:, None] * centres)]
         # Every other cluster: its surrogate share at its surrogate mean.
         shrink = self.variances / (self.variances + s2)
         sur_top = log_m.max(axis=1)
@@ -258,7 +270,7 @@ def _combine(shape, parts):
     row_top = np.full(shape[0], -np.inf)
     np.maximum.at(row_top, rows, tops)
     scale = np.where(np.isfinite(tops), np.exp(tops - row_top[rows]), 0.0)
-    mass = np.bincount(rows, weights=masses * scale, minlength=shape[0])
-    total = np.zeros(shape)
-    np.add.at(total, rows, totals * scale[:, None])
-    return total / mass[:, None]
+    # One sparse (rows x terms) product: np.add.at over the (terms, d) totals
+    # was 3.6-10x slower (measured on 3000 to 25,000 terms).
+    merge = csr_matrix((scale, (rows, np.arange(rows.size))), shape=(shape[0], rows.size))
+    return (merge @ totals) / (merge @ masses)[:, None]
