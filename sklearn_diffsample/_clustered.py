@@ -227,9 +227,9 @@ class PatternClusters:
         log_m, clusters, rows = self._select(q, s2)
         X, half_sq = self._cluster_order(posterior)
         inv_s2 = 1.0 / s2
-        # Per summed (cluster, row) pair, everything that is not a sum over the
-        # cluster's members is computed for all pairs at once: the per-cluster
-        # loop below is numpy's fixed cost per call times the clusters.
+        # The loop over clusters pays numpy's fixed cost per call once per
+        # cluster, so it keeps only the sums over members: every summed
+        # (cluster, row) pair's scaled query and logit offset are formed here.
         # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
         centres = self.centres[clusters]
         scaled = ((q[rows] - centres) * inv_s2).astype(np.float32)

@@ -94,6 +94,19 @@ def test_sampling_mean_matches_brute_force_to_float32_accuracy(offset_data, s2, 
     np.testing.assert_array_equal(again, post.sampling_mean(queries, s2))
 
 
+@pytest.mark.parametrize("n_patterns", [300, 700])
+def test_sampling_mean_over_many_query_blocks(offset_data, n_patterns):
+    # 1000 queries span several blocks in either layout (436 queries a block
+    # on 300 patterns, 187 on 700), the last one short.
+    rng = np.random.default_rng(6)
+    patterns = offset_data[:n_patterns]
+    queries = patterns[rng.integers(0, n_patterns, 1000)] + rng.normal(size=(1000, 4))
+    post = PatternPosterior(patterns)
+    _, mean, _ = brute_posterior(queries, patterns, 0.5)
+    np.testing.assert_allclose(post.sampling_mean(queries, 0.5), mean, rtol=0,
+                               atol=1e-5 * patterns.std())
+
+
 @pytest.mark.parametrize("s2", [1e-3, 0.7, 50.0])
 def test_sampling_log_density_matches_brute_force_to_float32_accuracy(offset_data, s2):
     # Only the sum of the shifted weights is float32: 1e-7 relative, 1e-7 nats.
