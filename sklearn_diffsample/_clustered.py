@@ -231,9 +231,9 @@ class PatternClusters:
         # cluster, so it keeps only the sums over members: every summed
         # (cluster, row) pair's scaled query and logit offset are formed here.
         # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
-        centres = self.centres[clusters]
-        scaled = ((q[rows] - centres) * inv_s2).astype(np.float32)
-        offsets = (np.einsum("pd,pd->p", q[rows], centres)
+        centres, queries = self.centres[clusters], q[rows]
+        scaled = ((queries - centres) * inv_s2).astype(np.float32)
+        offsets = (np.einsum("pd,pd->p", queries, centres)
                    - self._half_sq_centres[clusters]) * inv_s2
         half_sq_scaled = half_sq * np.float32(inv_s2)
         tops = np.empty(rows.size, dtype=np.float32)

@@ -713,13 +713,18 @@ def _sampling_blocks(logit_rows, centred, inv_s2):
     """Per block of query rows: (slice, queries q, float32 weights shifted so
     that each row's largest is 1, and the index of that largest pattern)."""
     for sl, q, logits, _, arg in _shifted_logits(logit_rows, centred, inv_s2):
-        # Shifted in float64 before the float32 cast, where weights below
-        # e^-3e38 become -inf and then the floor.
-        with np.errstate(over="ignore"):
-            weights = logits.astype(np.float32)
-        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
-        # In place: a fresh array for exp's output costs page faults (3x, measured).
-        yield sl, q, np.exp(weights, out=weights), arg
+        yield sl, q, _float32_weights(logits), arg
+
+
+def _float32_weights(shifted_logits):
+    """exp of float64 logits shifted to a largest of 0, floored, in float32."""
+    # Shifted in float64 before the float32 cast, where weights below
+    # e^-3e38 become -inf and then the floor.
+    with np.errstate(over="ignore"):
+        weights = shifted_logits.astype(np.float32)
+    np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
+    # In place: a fresh array for exp's output costs page faults (3x, measured).
+    return np.exp(weights, out=weights)
 
 
 def _sampling_means(logit_rows, totals, centred, inv_s2):
@@ -745,10 +750,7 @@ def _sampling_means_by_pattern(logit_rows, totals, centred, inv_s2):
         f[-2], f[-1] = inv_s2, 1.0
         logits = patterns_logit_rows @ f
         logits -= logits.max(axis=0)
-        with np.errstate(over="ignore"):  # as in _sampling_blocks
-            weights = logits.astype(np.float32)
-        np.maximum(weights, _FLOAT32_MIN_EXPONENT, out=weights)
-        sums = totals_by_pattern @ np.exp(weights, out=weights)
+        sums = totals_by_pattern @ _float32_weights(logits)
         out[start:start + cols] = (sums[:-1] / sums[-1]).T
     return out
 
