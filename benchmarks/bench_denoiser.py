@@ -14,9 +14,10 @@ Target: a 20-cluster Gaussian mixture in d = 16 (standardised), N in
 Quality: sliced W2 (200 projections) between the samples and exact draws of
 the KDE the sampler targets (a random pattern plus h noise, in internal
 units), against the iid floor (two independent KDE draws), each averaged over
-two draws, and the C2ST AUC (gradient boosting, 5-fold; 0.5 = indistinguishable)
-between the samples and one exact KDE draw.  Speed: sampling seconds and the ratio to the exact reference
-timed in the same run; the log-log slope of the default's sampling time in N.
+two draws, and the C2ST AUC (gradient boosting, 5-fold; 0.5 =
+indistinguishable) between the samples and one exact KDE draw.  Speed:
+sampling seconds and the ratio to the exact reference timed in the same run;
+the log-log slope of the default's sampling time in N.
 The bandwidth is fixed (h = 0.25 standard deviations) so that every N
 samples the same kind of law and the fit is not the held-out bandwidth search.
 One BLAS thread; each sampling time is the fastest of three identical calls.

@@ -12,9 +12,10 @@ exact samples against the same between two exact runs with other seeds (the
 seed-to-seed floor), and the C2ST AUC (gradient boosting, 5-fold; 0.5 =
 indistinguishable) of the clustered samples and of the same-seed exact ones
 against the exact run with other seeds (same-seed twins are too close for a
-classifier: held out, each is predicted by its twin's opposite label).  Target (issue 12): fit + 10,000 samples at least 10x
-faster than with exact sums; 2000 samples stand in for 10,000 (the sampling
-time is linear in the number of samples).  One BLAS thread.
+classifier: held out, each is predicted by its twin's opposite label).
+Target (issue 12): fit + 10,000 samples at least 10x faster than with exact
+sums; 2000 samples stand in for 10,000 (the sampling time is linear in the
+number of samples).  One BLAS thread.
 
 Writes ``benchmarks/results/path_denoiser{,_quick}.md`` and ``.json``.
 """
