@@ -161,23 +161,21 @@ class PatternClusters:
 
     def _cluster_order(self, posterior):
         """The patterns in cluster order, about their cluster's centre, in float32,
-        as two (n, d + 1) arrays: ``[x, -|x|^2 / 2]`` and ``[x, 1]``.
+        as one (n, d + 2) array ``[x, -|x|^2 / 2, 1]``.
 
         Float32 halves the cost of the exact sums; about the centre the logits
         are small numbers (radius x distance / s2), whose float32 rounding
         (1e-7 relative) stays far below what a sampler can show.  The extra
         columns let one product give the shifted logits (against the query
-        row ``[q / s2, 1 / s2]``) and another the totals with their mass.
+        row ``[q / s2, 1 / s2, 0]``) and another the totals with their mass.
         """
         if self._sorted is None:
             x = posterior._x[self.members] - np.repeat(self.centres, self.counts, axis=0)
             n, d = x.shape
-            logit_rows = np.empty((n, d + 1), dtype=np.float32)
-            logit_rows[:, :d] = x
-            logit_rows[:, d] = -0.5 * np.einsum("nd,nd->n", x, x)
-            total_rows = np.ones((n, d + 1), dtype=np.float32)
-            total_rows[:, :d] = x
-            self._sorted = (logit_rows, total_rows)
+            rows = np.ones((n, d + 2), dtype=np.float32)
+            rows[:, :d] = x
+            rows[:, d] = -0.5 * np.einsum("nd,nd->n", x, x)
+            self._sorted = rows
         return self._sorted
 
     def mean(self, posterior, queries, s2):
@@ -249,7 +247,7 @@ class PatternClusters:
 
     def _mean_block(self, posterior, q, s2):
         log_m, clusters, rows = self._select(q, s2)
-        logit_rows, total_rows = self._cluster_order(posterior)
+        member_rows = self._cluster_order(posterior)
         d = q.shape[1]
         inv_s2 = 1.0 / s2
         # The loop over clusters pays numpy's fixed cost per call once per
@@ -257,12 +255,13 @@ class PatternClusters:
         # (cluster, row) pair's scaled query and logit offset are formed here.
         # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
         centres, queries = self.centres[clusters], q[rows]
-        scaled = np.full((rows.size, d + 1), inv_s2, dtype=np.float32)
+        scaled = np.zeros((rows.size, d + 2), dtype=np.float32)
         scaled[:, :d] = (queries - centres) * inv_s2
+        scaled[:, d] = inv_s2
         offsets = (np.einsum("pd,pd->p", queries, centres)
                    - self._half_sq_centres[clusters]) * inv_s2
         tops = np.empty(rows.size, dtype=np.float32)
-        sums = np.empty((rows.size, d + 1), dtype=np.float32)
+        sums = np.empty((rows.size, d + 2), dtype=np.float32)
         bounds = np.searchsorted(clusters, np.arange(self.n_clusters + 1))
         for c in np.flatnonzero(np.diff(bounds)):
             pairs = slice(bounds[c], bounds[c + 1])
@@ -270,13 +269,13 @@ class PatternClusters:
             # Pairs x members: laid out members x pairs, the products and
             # passes were level at 400 members and up to 2.4x slower on few
             # pairs of large clusters (measured), as at N = 1e6.
-            logits = scaled[pairs] @ logit_rows[members].T
+            logits = scaled[pairs] @ member_rows[members].T
             top = logits.max(axis=1)
             logits -= top[:, None]
             w = np.exp(np.maximum(logits, FLOAT32_MIN_EXPONENT, out=logits), out=logits)
             tops[pairs] = top
-            sums[pairs] = w @ total_rows[members]
-        masses = sums[:, d].astype(np.float64)
+            sums[pairs] = w @ member_rows[members]
+        masses = sums[:, d + 1].astype(np.float64)
         parts = [(rows, tops + offsets, masses,
                   sums[:, :d].astype(np.float64) + masses[:, None] * centres)]
         # Every other cluster: its surrogate share at its surrogate mean.
