@@ -74,7 +74,7 @@ def check_bandwidth_range(value, name="bandwidth"):
     return value
 
 
-def resolve_bandwidth(bandwidth, Z):
+def resolve_bandwidth(bandwidth, Z, match_variance=False):
     """A float bandwidth in the units of Z (the internal coordinates) from a
     number or a rule.
 
@@ -84,12 +84,15 @@ def resolve_bandwidth(bandwidth, Z):
     ``"scott"``: sigma_bar n^(-1/(d+4)); ``"silverman"``:
     sigma_bar (n (d+2)/4)^(-1/(d+4)), sigma_bar from :func:`data_scale`
     (1 for standardised or whitened Z without constant features).
+    ``match_variance`` makes ``"auto"`` maximise the likelihood of the KDE
+    contracted about the origin to keep Z's variance (the law of
+    ``GuidedDiffusionSampler(match_variance=True)``).
     """
     if not isinstance(bandwidth, str):
         return float(bandwidth)
     n, d = Z.shape
     if bandwidth == "auto":
-        return heldout_bandwidth(Z)
+        return heldout_bandwidth(Z, match_variance)
     if bandwidth == "scott":
         factor = n ** (-1.0 / (d + 4))
     elif bandwidth == "silverman":

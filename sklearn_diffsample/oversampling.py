@@ -170,7 +170,7 @@ class DiffusionOverSampler(BaseEstimator):
             self.bandwidths_[label] = h
             self.samplers_[label] = GuidedDiffusionSampler(
                 bandwidth=h, coordinates=coordinates, n_steps=self.n_steps,
-                n_jobs=self.n_jobs).fit(X, y)
+                match_variance=False, n_jobs=self.n_jobs).fit(X, y)
         return self
 
     def fit_resample(self, X, y):

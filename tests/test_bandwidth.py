@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sklearn_diffsample import GuidedDiffusionSampler, MMSOLDSampler, PathExtrapolationDensity
+from sklearn_diffsample import _bandwidth
 from sklearn_diffsample._bandwidth import _spline_minimum, _splits, heldout_bandwidth
 
 from ._reference import brute_kde_log_density
@@ -29,6 +30,57 @@ def test_the_rule_maximises_the_brute_force_heldout_likelihood(n, d):
     assert 0 < int(np.argmax(values)) < len(grid) - 1 or np.ptp(values) < 1e-9
 
 
+def _brute_matched_loglik(Z, h):
+    """Held-out likelihood of the KDE contracted by 1/s: d log s + log KDE_h(s z)."""
+    Z = np.unique(Z, axis=0)
+    s, d = np.sqrt(1.0 + h * h), Z.shape[1]
+    parts = _splits(len(Z))  # 10 folds, or one hold-out of 1000 rows beyond 2000
+    return sum((brute_kde_log_density(s * Z[held], Z[rest], h) + d * np.log(s)).sum()
+               for held, rest in parts) / sum(len(held) for held, _ in parts)
+
+
+@pytest.mark.parametrize("n, d", [(300, 1), (240, 3), (150, 8), (2500, 2)])
+def test_the_matched_rule_maximises_the_contracted_kdes_brute_force_likelihood(n, d):
+    # Two clusters, standardised: the contracted KDE's optimum is inside, and
+    # above the plain KDE's (the contraction takes back the kernel's spread).
+    rng = np.random.default_rng(d)
+    Z = np.vstack([rng.normal(-2.0, 1.0, (n // 2, d)), rng.normal(2.0, 0.5, (n - n // 2, d))])
+    Z = (Z - Z.mean(0)) / Z.std(0)
+    h = heldout_bandwidth(Z, match_variance=True)
+    m = np.mean([len(rest) for _, rest in _splits(n)])
+    h_folds = h / (m / n) ** (1.0 / (d + 4))
+    grid = h_folds * np.exp(np.linspace(-0.5, 0.5, 41))
+    values = [_brute_matched_loglik(Z, g) for g in grid]
+    assert _brute_matched_loglik(Z, h_folds) >= max(values) - 1e-9
+    assert 0 < int(np.argmax(values)) < len(grid) - 1
+    assert h > heldout_bandwidth(Z)
+
+
+def test_the_matched_rule_scores_against_a_subset_of_many_patterns(monkeypatch):
+    # Beyond the cap the held-out rows meet that many of the other patterns;
+    # the optimum there is carried to N at the rate (m / N)^(1/(d+4)).
+    monkeypatch.setattr(_bandwidth, "_MATCHED_MAX_PATTERNS", 600)
+    rng = np.random.default_rng(4)
+    n, d = 2400, 2
+    Z = np.vstack([rng.normal(-2.0, 1.0, (n // 2, d)), rng.normal(2.0, 0.5, (n // 2, d))])
+    Z = (Z - Z.mean(0)) / Z.std(0)
+    h = heldout_bandwidth(Z, match_variance=True)
+    Zu = np.unique(Z, axis=0)  # the rule's row order
+    assert len(Zu) == n
+    held, rest = _splits(n)[0]
+    sub = rest[:600]
+
+    def brute(g):
+        s = np.sqrt(1.0 + g * g)
+        return np.mean(brute_kde_log_density(s * Zu[held], Zu[sub], g) + d * np.log(s))
+
+    h_sub = h / (600 / n) ** (1.0 / (d + 4))
+    grid = h_sub * np.exp(np.linspace(-0.5, 0.5, 41))
+    values = [brute(g) for g in grid]
+    assert brute(h_sub) >= max(values) - 1e-9
+    assert 0 < int(np.argmax(values)) < len(grid) - 1
+
+
 def test_the_grid_refinement_finds_a_cubic_minimum_and_keeps_flat_grids():
     # Not-a-knot cubic splines reproduce a cubic exactly, so the refinement
     # must return its analytic minimum; on a flat or monotone grid it keeps
@@ -51,9 +103,13 @@ def test_the_rule_follows_the_data_scale_and_ignores_duplicates():
 
 def test_auto_is_the_default_and_is_in_one_unit_for_every_estimator():
     X = np.random.default_rng(1).normal(size=(150, 2)) * [1.0, 10.0] + 5.0
-    # Internal units: the rule on the per-feature z-scores, for all three.
-    expected = heldout_bandwidth((X - X.mean(0)) / X.std(0))
-    for est in (GuidedDiffusionSampler(n_steps=3),
+    # Internal units: the rule on the per-feature z-scores, for all three
+    # (the guided sampler's for its variance-matched law).
+    Z = (X - X.mean(0)) / X.std(0)
+    np.testing.assert_allclose(GuidedDiffusionSampler(n_steps=3).fit(X).bandwidth_,
+                               heldout_bandwidth(Z, match_variance=True), rtol=1e-9)
+    expected = heldout_bandwidth(Z)
+    for est in (GuidedDiffusionSampler(n_steps=3, match_variance=False),
                 PathExtrapolationDensity(n_steps=3, n_splits=1, n_reference_samples=20),
                 MMSOLDSampler(smoothing=0.0, n_steps=2, batch_size=20)):
         np.testing.assert_allclose(est.fit(X).bandwidth_, expected, rtol=1e-9)
@@ -61,6 +117,7 @@ def test_auto_is_the_default_and_is_in_one_unit_for_every_estimator():
     C = np.cov(((X - X.mean(0)) / X.std(0)).T, bias=True)
     lam, V = np.linalg.eigh(C)
     W = (V / np.sqrt(lam)) @ V.T
-    whitened = GuidedDiffusionSampler(n_steps=3, coordinates="whitened").fit(X)
+    whitened = GuidedDiffusionSampler(n_steps=3, coordinates="whitened",
+                                      match_variance=False).fit(X)
     np.testing.assert_allclose(whitened.bandwidth_,
                                heldout_bandwidth((X - X.mean(0)) / X.std(0) @ W), rtol=1e-9)

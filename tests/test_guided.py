@@ -33,17 +33,25 @@ def circles():
 
 
 # --------------------------------------------------------- closed-form law
-def test_closed_form_is_the_float64_kde(circles):
+@pytest.mark.parametrize("match_variance", [False, True])
+def test_closed_form_is_the_float64_kde(circles, match_variance):
     X, y = circles
     X = [1000.0, 300.0] * X + 50.0  # internal coordinates must not show in the results
     queries = np.vstack([X[::37] + 3.0, 1000.0 * np.random.default_rng(1).normal(size=(20, 2)),
                          [[1e5, -1e5]]])  # far tails included
-    h, h0 = 0.04, 0.03  # in standard deviations of X
-    est = GuidedDiffusionSampler(bandwidth=h, data_bandwidth=h0).fit(X, y)
+    h, h0 = 0.4, 0.3  # in standard deviations of X
+    est = GuidedDiffusionSampler(bandwidth=h, data_bandwidth=h0,
+                                 match_variance=match_variance).fit(X, y)
     smooth = np.hypot(h, h0)
+    # The matched law is the KDE contracted about the mean by 1/s: its density
+    # at q is s^d times the KDE's at mean + s (q - mean), for the class laws too.
+    s = np.sqrt(1.0 + smooth**2) if match_variance else 1.0
+    assert est.shrinkage_ == pytest.approx(1.0 / s, rel=1e-15)
+    mean = X.mean(axis=0)
 
     def kde(rows):
-        return standardized_kde_log_density(queries, rows, smooth, fitted_on=X)
+        return (standardized_kde_log_density(mean + s * (queries - mean), rows, smooth,
+                                              fitted_on=X) + X.shape[1] * np.log(s))
 
     np.testing.assert_allclose(est.score_samples(queries), kde(X), rtol=1e-10)
     for c in (0, 1):
@@ -58,8 +66,9 @@ def test_closed_form_is_the_float64_kde(circles):
     mean, std = zscore_stats(X)
     near = X[::11] + 10.0
     theirs = KernelDensity(bandwidth=h).fit((X - mean) / std).score_samples((near - mean) / std)
-    np.testing.assert_allclose(GuidedDiffusionSampler(bandwidth=h).fit(X).score_samples(near),
-                               theirs - np.sum(np.log(std)), rtol=1e-10)
+    plain = GuidedDiffusionSampler(bandwidth=h, match_variance=False).fit(X)
+    np.testing.assert_allclose(plain.score_samples(near), theirs - np.sum(np.log(std)),
+                               rtol=1e-10)
 
 
 def test_isotropic_coordinates_are_the_data_unit_kde(circles):
@@ -68,24 +77,33 @@ def test_isotropic_coordinates_are_the_data_unit_kde(circles):
     X, _ = circles
     X = [3.0, 0.5] * X + 7.0
     h, scale = 0.1, np.sqrt(np.mean(X.var(axis=0)))
-    est = GuidedDiffusionSampler(bandwidth=h, coordinates="isotropic").fit(X)
+    est = GuidedDiffusionSampler(bandwidth=h, coordinates="isotropic",
+                                 match_variance=False).fit(X)
     np.testing.assert_allclose(est.scale_, scale, rtol=1e-12)
     near = X[::13] + 0.05
     np.testing.assert_allclose(est.score_samples(near),
                                brute_kde_log_density(near, X, h * scale), rtol=1e-10)
 
 
-def test_gaussian_model_closed_form(circles):
+@pytest.mark.parametrize("match_variance", [False, True])
+def test_gaussian_model_closed_form(circles, match_variance):
     X, y = circles
     X = X @ np.array([[2.0, 0.3], [-0.5, 1.0]]) + [3.0, -1.0]
     h, h0 = 0.2, 0.1
-    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h,
-                                 data_bandwidth=h0).fit(X, y)
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h, data_bandwidth=h0,
+                                 match_variance=match_variance).fit(X, y)
     queries = np.random.default_rng(2).normal(size=(30, 2)) * 3.0
     smooth = (h**2 + h0**2) * np.diag(zscore_stats(X)[1] ** 2)  # h, h0 in X's std units
+    # Matched: every law contracted about the overall mean by
+    # 1/sqrt(1 + h^2 + h0^2), the unconditional one to the data's variances.
+    k = 1.0 / np.sqrt(1.0 + h**2 + h0**2) if match_variance else 1.0
+    centre = X.mean(axis=0)
     for c, rows in ((None, slice(None)), (0, y == 0), (1, y == 1)):
         part = X[rows]
-        law = multivariate_normal(part.mean(axis=0), np.cov(part.T, bias=True) + smooth)
+        law = multivariate_normal(centre + k * (part.mean(axis=0) - centre),
+                                  k**2 * (np.cov(part.T, bias=True) + smooth))
+        if c is None and match_variance:
+            np.testing.assert_allclose(np.diag(law.cov), X.var(axis=0), rtol=1e-12)
         np.testing.assert_allclose(est.score_samples(queries, y=c), law.logpdf(queries),
                                    rtol=1e-10)
 
@@ -95,7 +113,7 @@ def test_grid_search_picks_the_kernel_density_bandwidth():
     X = np.vstack([rng.normal(0, 1, (120, 2)), rng.normal(4, 0.5, (80, 2))])
     grid = {"bandwidth": np.geomspace(0.05, 2.0, 9)}
     folds = KFold(5, shuffle=True, random_state=0)
-    ours = GridSearchCV(GuidedDiffusionSampler(), grid, cv=folds).fit(X)
+    ours = GridSearchCV(GuidedDiffusionSampler(match_variance=False), grid, cv=folds).fit(X)
     # KernelDensity on each training fold's z-scores: the same law, without
     # the log-Jacobian, which is constant over the grid in each fold.
     theirs = GridSearchCV(make_pipeline(StandardScaler(), KernelDensity()),
@@ -129,7 +147,8 @@ def _dyadic_classes():
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_w0_and_w1_are_unconditional_and_conditional_bit_for_bit(eta):
     X, y, class0 = _dyadic_classes()
-    params = dict(bandwidth=0.1, n_steps=12, eta=eta, batch_size=7)
+    # The plain laws: a class's law alone is contracted about its own mean.
+    params = dict(bandwidth=0.1, n_steps=12, eta=eta, batch_size=7, match_variance=False)
     est = GuidedDiffusionSampler(**params).fit(X, y)
     uncond = est.sample(20, random_state=5)
     np.testing.assert_array_equal(est.sample(20, y=1, guidance_scale=0.0, random_state=5),
@@ -141,6 +160,30 @@ def test_w0_and_w1_are_unconditional_and_conditional_bit_for_bit(eta):
     # Guidance is affine in w: w = 3 extrapolates the w = 0 -> 1 step of the denoiser.
     assert not np.array_equal(est.sample(20, y=0, guidance_scale=3.0, random_state=5),
                               alone.sample(20, random_state=5))
+
+
+def test_match_variance_is_one_map_for_every_law_of_the_model():
+    X, y, _ = _dyadic_classes()
+    params = dict(bandwidth=0.3, n_steps=12, batch_size=7)
+    plain = GuidedDiffusionSampler(match_variance=False, **params).fit(X, y)
+    matched = GuidedDiffusionSampler(match_variance=True, **params).fit(X, y)
+    k = matched.shrinkage_
+    assert k == pytest.approx(1.0 / np.sqrt(1.0 + 0.3**2), rel=1e-15)
+    # Every draw is the plain one contracted about the training mean by k,
+    # so w = 0 stays the unconditional law bit for bit.
+    centre = X.mean(axis=0)
+    for kwargs in (dict(), dict(y=1, guidance_scale=1.0), dict(y=0, guidance_scale=3.0)):
+        np.testing.assert_allclose(matched.sample(20, random_state=5, **kwargs),
+                                   centre + k * (plain.sample(20, random_state=5, **kwargs)
+                                                 - centre), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(matched.sample(20, y=1, guidance_scale=0.0, random_state=5),
+                                  matched.sample(20, random_state=5))
+    # "auto": on without labels, off with them and with final denoising.
+    assert GuidedDiffusionSampler(**params).fit(X).shrinkage_ < 1.0
+    assert GuidedDiffusionSampler(**params).fit(X, y).shrinkage_ == 1.0
+    assert GuidedDiffusionSampler(final_denoise=True, match_variance=True,
+                                  **params).fit(X).shrinkage_ == 1.0
+    assert GuidedDiffusionSampler(match_variance=np.True_, **params).fit(X, y).shrinkage_ == k
 
 
 # --------------------------------------------------- Gaussian closed forms
@@ -210,16 +253,19 @@ def test_gaussian_model_equals_closed_forms(eta, final_denoise):
         np.testing.assert_allclose(cov, law.covariance, rtol=0, atol=1e-12)
 
 
-def test_gaussian_model_monte_carlo():
+@pytest.mark.parametrize("match_variance", [False, True])
+def test_gaussian_model_monte_carlo(match_variance):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(400, 2)) @ np.array([[1.5, 0.6], [0.0, 0.5]]) + [2.0, -3.0]
-    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=0.2, n_steps=10,
-                                 eta=1.0, batch_size=20000).fit(X)
+    h = 0.5
+    est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h, n_steps=10, eta=1.0,
+                                 batch_size=20000, match_variance=match_variance).fit(X)
     loc, scale = zscore_stats(X)
     law = sampler_covariance((X.mean(axis=0) - loc) / scale,
                              np.cov(X.T, bias=True) / np.outer(scale, scale),
                              est.alphas_, est.sigmas_, 1.0)
-    C, m = np.outer(scale, scale) * law.covariance, loc + scale * law.mean
+    k = 1.0 / np.sqrt(1.0 + h**2) if match_variance else 1.0  # the contraction
+    C, m = k**2 * np.outer(scale, scale) * law.covariance, loc + k * scale * law.mean
     M = 100_000
     S = est.sample(M, random_state=0)
     se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / M)
@@ -230,11 +276,13 @@ def test_gaussian_model_monte_carlo():
 # ------------------------------------------------------------ likelihood
 @pytest.mark.parametrize("score_model", ["empirical", "gaussian"])
 def test_ode_with_exact_prior_reproduces_the_closed_form(score_model):
+    # The plain law: the contraction of match_variance is outside the flow.
     rng = np.random.default_rng(6)
     X = np.vstack([rng.normal(-1.0, 0.5, (4, 2)), rng.normal(1.5, 0.3, (3, 2))])
     y = np.repeat([0, 1], [4, 3])
     Q = X[[0, 5]] + 0.2
-    params = dict(score_model=score_model, bandwidth=0.3, data_bandwidth=0.1, n_steps=10)
+    params = dict(score_model=score_model, bandwidth=0.3, data_bandwidth=0.1, n_steps=10,
+                  match_variance=False)
     # logSNR grid: the start alpha_0 > 0, where the exact p_T replaces N(0, I).
     est = GuidedDiffusionSampler(timesteps="logsnr", **params).fit(X, y)
     loc, scale = zscore_stats(X)
@@ -252,6 +300,13 @@ def test_ode_with_exact_prior_reproduces_the_closed_form(score_model):
     assert est.alphas_[0] == 0.0
     np.testing.assert_allclose(est.score_samples(Q, y=1, method="ode"),
                                est.score_samples(Q, y=1), rtol=0, atol=1e-6)
+    # The matched law: both methods undo the same contraction (0.09-0.16 nats here).
+    matched = GuidedDiffusionSampler(**{**params, "match_variance": True}).fit(X, y)
+    assert abs(matched.score_samples(Q[:1]) - est.score_samples(Q[:1])) > 0.05
+    np.testing.assert_allclose(matched.score_samples(Q, method="ode"),
+                               matched.score_samples(Q), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(matched.score_samples(Q, y=1, method="ode"),
+                               matched.score_samples(Q, y=1), rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------ support robustness
