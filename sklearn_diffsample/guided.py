@@ -307,7 +307,8 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
 
     See Also
     --------
-    sklearn.neighbors.KernelDensity : The same law as a closed-form KDE.
+    sklearn.neighbors.KernelDensity : The same law as a closed-form KDE, with
+        ``match_variance=False``.
     sklearn_diffsample.gaussian.sampler_covariance : Closed-form output law of
         this sampler for Gaussian data.
 
