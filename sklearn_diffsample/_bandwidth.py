@@ -92,7 +92,8 @@ def heldout_bandwidth(Z, match_variance=False):
     scott = (scale if scale > 0 else 1.0) * max(n, 1) ** (-1.0 / (d + 4))
     if n < 3:
         return scott
-    parts = [(Z[held], PatternPosterior(Z[rest])) for held, rest in _splits(n)]
+    splits = _splits(n)
+    parts = [(Z[held], PatternPosterior(Z[rest])) for held, rest in splits]
     n_patterns = np.mean([post.n_patterns for _, post in parts])
 
     def ladder(top, size):
@@ -106,7 +107,7 @@ def heldout_bandwidth(Z, match_variance=False):
         # The contraction moves mass inwards, so the matched optimum lies at
         # or above the plain one (1.0-1.25 times it on the benchmark's
         # tables): from one fine step below it to four above.
-        parts, m = _matched_parts(Z, parts, n_patterns)
+        parts, m = _matched_parts(Z, splits, parts, n_patterns)
         log_h += np.log(n_patterns / m) / (d + 4)
         n_patterns = m
 
@@ -136,7 +137,7 @@ def _interior_minimum(evaluate, top, step, size):
     return _spline_minimum(np.array(grid), np.array(values))
 
 
-def _matched_parts(Z, parts, n_patterns):
+def _matched_parts(Z, splits, parts, n_patterns):
     """The splits of the matched search, and their mean pattern count.
 
     Beyond _MATCHED_MAX_PATTERNS patterns the held-out rows are scored
@@ -146,7 +147,7 @@ def _matched_parts(Z, parts, n_patterns):
     """
     if n_patterns <= _MATCHED_MAX_PATTERNS:
         return parts, n_patterns
-    held, rest = _splits(len(Z))[0]
+    held, rest = splits[0]  # the one 1000-row hold-out
     subset = rest[:_MATCHED_MAX_PATTERNS]
     return [(Z[held], PatternPosterior(Z[subset]))], len(subset)
 
