@@ -125,15 +125,12 @@ class DefensiveProposal:
     mu : ndarray of shape (d,)
     A : ndarray of shape (d, d)
         Symmetric square root of Sigma.
-    n_neighbors : int or None, default=None
-        Truncate the KDE part to the nearest patterns, as the energy is.
     """
 
-    def __init__(self, posterior, bandwidth, mu, A, n_neighbors=None):
+    def __init__(self, posterior, bandwidth, mu, A):
         self.kde = posterior
         self.b2 = float(bandwidth) ** 2
         self.mu, self.A = mu, A
-        self.n_neighbors = n_neighbors
         lam, vecs = np.linalg.eigh(A @ A)
         self._eig = (lam, vecs)
 
@@ -149,7 +146,7 @@ class DefensiveProposal:
 
     def log_density(self, Z, log_kde=None):
         """log q(Z); ``log_kde``, log pi_b(Z), where the caller has it."""
-        kde = (self.kde.log_density(Z, self.b2, n_neighbors=self.n_neighbors)
+        kde = (self.kde.log_density(Z, self.b2)
                if log_kde is None else log_kde)
         return np.logaddexp(np.log(_KDE_SHARE) + kde,
                             np.log1p(-_KDE_SHARE)

@@ -106,24 +106,24 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
     return (Z - mean.mean(axis=1)) / s2
 
 
-def _smoothed_energy(posterior, Z, s2, eps, n_neighbors=None):
+def _smoothed_energy(posterior, Z, s2, eps):
     """V(z) ~ -mean_j log pi_delta(z + eps_j), eps fixed (common random
-    numbers), and log pi_delta(z) where it comes free (else None).
+    numbers), and log pi_delta(z).
 
     Exact sums share one matrix product over the draws and z itself
     (``PatternPosterior.offset_log_density``: 12-23x faster than a sum per
     draw on 99 to 10,000 patterns, measured); the column of z is the
     importance proposal's KDE part.  It is computed in scoring too, so that
     V is the same floating-point function in the calibration and in
-    ``score_samples``.
+    ``score_samples``.  Exact whatever the score estimator: certified top-k
+    sums per draw made the fit 10x slower at N = 1e5, d = 2 (kd-tree: 61 s
+    against 6.3 s) and 1.6x at N = 3e5, d = 16 (cells), where a kernel of
+    the likelihood-optimal width spans far more than k patterns and most
+    certificates fail (measured).
     """
-    m, d = Z.shape
-    if n_neighbors is None:
-        log_pi = posterior.offset_log_density(Z, s2, np.vstack([eps, np.zeros((1, d))]))
-        return -log_pi[:, :-1].mean(axis=1), log_pi[:, -1]
-    queries = (Z[:, None, :] + eps[None, :, :]).reshape(-1, d)
-    log_pi = posterior.log_density(queries, s2, n_neighbors=n_neighbors)
-    return -log_pi.reshape(m, -1).mean(axis=1), None
+    d = Z.shape[1]
+    log_pi = posterior.offset_log_density(Z, s2, np.vstack([eps, np.zeros((1, d))]))
+    return -log_pi[:, :-1].mean(axis=1), log_pi[:, -1]
 
 
 # ------------------------------------------------------------ integrators
@@ -255,8 +255,7 @@ def _calibrate(est, tilt_seed, draw_seed):
         est.log_normalizer_, est.calibration_ess_, est.log_normalizer_se_ = 0.0, 1.0, 0.0
         return
     mu, A = est.swarm_mean_, est.swarm_scale_
-    proposal = DefensiveProposal(est.posterior_, est.bandwidth_, mu, A,
-                                 n_neighbors=est._density_neighbors())
+    proposal = DefensiveProposal(est.posterior_, est.bandwidth_, mu, A)
     n_max = _n_importance_draws(est.posterior_.n_patterns)
     # The tilt is fitted on its own draws: log Z estimated on the same ones
     # would be optimistic by about dim(theta) / (2 n ESS) nats.
@@ -314,12 +313,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
         M, the even number of antithetic perturbations per particle and step
         for the Monte Carlo grad V.  "auto": 8 for d <= 10, else 32.
     score_estimator : {"exact", "knn", "auto"}, default="auto"
-        "exact": full engine sums; "knn": the ``n_neighbors`` nearest
-        patterns of each particle plus ``n_remainder`` uniformly drawn others
-        with importance weights (sublinear in N with an approximate index);
-        "auto": exact while N * d <= 1e5, else knn.
+        How the dynamics estimate the score.  "exact": full engine sums;
+        "knn": the ``n_neighbors`` nearest patterns of each particle plus
+        ``n_remainder`` uniformly drawn others with importance weights
+        (sublinear in N with an approximate index); "auto": exact while
+        N * d <= 1e5, else knn.  The densities (the calibration's and
+        ``score_samples``) are exact sums either way.
     n_neighbors : int, default=50
-        K of the "knn" estimator (also the top-k of certified scoring).
+        K of the "knn" estimator.
     n_remainder : int, default=50
         L of the "knn" estimator.
     integrator : {"lm", "em"}, default="lm"
@@ -548,16 +549,6 @@ class MMSOLDSampler(BaseDiffusionDensity):
             return None
         return min(self.n_neighbors, self.posterior_.n_patterns), self.n_remainder
 
-    def _density_neighbors(self):
-        """K of the certified top-k kernel sums of densities (V, the proposal), or
-        None for exact sums.  Both agree to 1e-8; with a brute-force index the
-        neighbour search alone costs a full pass, so exact sums are cheaper
-        (4.5x on 10,000 patterns in 16-d, measured)."""
-        knn = self._knn()
-        if knn is None or self.posterior_.index.algorithm_ == "brute":
-            return None
-        return knn[0]
-
     def _dynamics(self):
         return _Dynamics(
             posterior=self.posterior_, s2=self.bandwidth_**2, sigma=self.smoothing_,
@@ -570,15 +561,14 @@ class MMSOLDSampler(BaseDiffusionDensity):
 
     # -------------------------------------------------------- calibration
     def _potential(self, Z):
-        """V(z) with the fixed smoothing draws, and log pi_delta(z) or None
-        (internal coordinates; see :func:`_smoothed_energy`)."""
+        """V(z) with the fixed smoothing draws, and log pi_delta(z) (internal
+        coordinates; see :func:`_smoothed_energy`)."""
         return _smoothed_energy(self.posterior_, Z, self.bandwidth_**2,
-                                self.smoothing_ * self.score_noise_,
-                                self._density_neighbors())
+                                self.smoothing_ * self.score_noise_)
 
     def _tilted_energy(self, Z):
         """V(z) + lambda^T (z - mu) + (z - mu)^T Lambda (z - mu) / 2, and
-        log pi_delta(z) or None (internal coordinates)."""
+        log pi_delta(z) (internal coordinates)."""
         V, log_kde = self._potential(Z)
         R = Z - self.swarm_mean_
         return V + R @ self.tilt_linear_ + 0.5 * np.einsum(
@@ -588,8 +578,7 @@ class MMSOLDSampler(BaseDiffusionDensity):
     def _score_samples(self, X):
         Z = self._to_internal(X)
         if self.smoothing_ == 0:
-            log_rho = self.posterior_.log_density(Z, self.bandwidth_**2,
-                                                  n_neighbors=self._density_neighbors())
+            log_rho = self.posterior_.log_density(Z, self.bandwidth_**2)
         else:
             log_rho = (-self._tilted_energy(Z)[0] - self.log_normalizer_
                        - float(self.tilt_linear_ @ self.swarm_mean_))

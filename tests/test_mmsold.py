@@ -292,7 +292,7 @@ def test_knn_gradient_agrees_with_exact_within_monte_carlo_error():
     g_other = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(2))
     mc_error = np.sqrt(np.mean((g_exact - g_other) ** 2))
     assert np.sqrt(np.mean((g_knn - g_exact) ** 2)) < 0.5 * mc_error
-    # Scores: certified top-k scoring equals exact scoring.
+    # The estimator changes the dynamics only: scores are the exact ones.
     kw = dict(bandwidth=0.05, smoothing=0.0, n_steps=1, random_state=0)
     a = MMSOLDSampler(score_estimator="exact", **kw).fit(X).score_samples(Z)
     b = MMSOLDSampler(score_estimator="knn", algorithm="kd_tree", **kw).fit(X).score_samples(Z)

@@ -123,11 +123,15 @@ def test_sampling_log_density_matches_brute_force_to_float32_accuracy(offset_dat
                                unweighted.log_density(queries, s2), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("block", [None, 100])
 @pytest.mark.parametrize("s2, spread", [(0.7, 1.0), (50.0, 1.0), (1e-3, 1.0), (1e-3, 30.0)])
-def test_offset_log_density_matches_brute_force(offset_data, s2, spread):
+def test_offset_log_density_matches_brute_force(offset_data, s2, spread, block, monkeypatch):
     # One matrix product for all offsets; the last case (offsets 30 kernel
     # widths long over a wide cloud) puts sums below the e^-300 shift, which
-    # are summed again exactly.
+    # are summed again exactly.  block=100: the 700 patterns in 7 blocks,
+    # their sums merged (as beyond 127,000 patterns with MM-SOLD's 33 offsets).
+    if block is not None:
+        monkeypatch.setattr("sklearn_diffsample._posterior._OFFSET_MAX_FACTOR", 12 * block)
     rng = np.random.default_rng(6)
     log_w = rng.normal(size=700)
     queries = offset_data[:40] + 3.0 * rng.normal(size=(40, 4))
