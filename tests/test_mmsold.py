@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 from scipy.stats import ks_2samp
 
 from sklearn_diffsample import PatternPosterior
+from sklearn_diffsample._calibration import solve_moment_tilt
 from sklearn_diffsample._manifold import retract, sym, symmetric_sqrt, tangent_project
 from sklearn_diffsample._parallel import chunk_sizes
 from sklearn_diffsample.metrics import memorization, sliced_wasserstein
@@ -276,6 +277,24 @@ def test_smoothing_copies_less_than_a_narrow_kde():
     dcr = [memorization(est.sample(600, random_state=2), X, X_test).dcr_ratio
            for est in (smoothed, narrow)]
     assert dcr[0] > 0.8 and dcr[1] < 0.6, dcr
+
+
+def test_moment_tilt_solves_the_moment_conditions():
+    # Draws of N(0, I) reweighted by exp(-lambda.r - r^T Lambda r / 2): the
+    # dual's solution gives the reweighted draws exactly the target moments
+    # (its KKT conditions, checked here by brute force), and for so many
+    # Gaussian draws Lambda is near the population value Sigma^-1 - I.
+    rng = np.random.default_rng(21)
+    d = 3
+    R = rng.standard_normal((20_000, d))
+    Sigma = np.array([[0.6, 0.2, 0.0], [0.2, 1.0, -0.3], [0.0, -0.3, 1.8]])
+    lam, Lam, converged = solve_moment_tilt(np.zeros(len(R)), R, Sigma)
+    assert converged
+    log_p = -(R @ lam) - 0.5 * np.einsum("nd,de,ne->n", R, Lam, R)
+    p = np.exp(log_p - logsumexp(log_p))
+    np.testing.assert_allclose(p @ R, 0.0, atol=1e-6)
+    np.testing.assert_allclose((R * p[:, None]).T @ R, Sigma, atol=1e-6)
+    np.testing.assert_allclose(Lam, np.linalg.inv(Sigma) - np.eye(d), atol=0.1)
 
 
 # --------------------------------------------------------------- estimators
