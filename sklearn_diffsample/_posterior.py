@@ -451,7 +451,7 @@ class PatternPosterior:
         logit_rows = (self._sampling_arrays()[0] if self.n_patterns <= _SINGLE_MAX_PATTERNS
                       else _logit_rows(self))
         centred = queries - self.offset
-        block = max(_OFFSET_MAX_FACTOR // offsets.shape[0], 1)
+        block = max(_OFFSET_MAX_FACTOR // max(offsets.shape[0], 1), 1)
         log_norm, poor = _offset_log_norms(logit_rows[:, :block], centred, offsets, 1.0 / s2)
         for start in range(block, self.n_patterns, block):
             part, part_poor = _offset_log_norms(logit_rows[:, start:start + block], centred,

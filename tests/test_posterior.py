@@ -156,6 +156,7 @@ def test_offset_log_density_beyond_its_factor_budget(monkeypatch):
     moved = (queries[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
     np.testing.assert_allclose(streamed.ravel(), post.log_density(moved, 0.2), rtol=1e-13)
     np.testing.assert_allclose(single, streamed, rtol=1e-12)
+    assert post.offset_log_density(queries, 0.2, np.zeros((0, 3))).shape == (20, 0)
 
 
 def test_halving_log_density_matches_brute_force(offset_data):
