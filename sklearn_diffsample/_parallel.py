@@ -9,6 +9,7 @@ chunk, and in which order, cannot change a single bit of the result.
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from functools import partial
 
@@ -23,6 +24,7 @@ except ImportError:  # pragma: no cover - older threadpoolctl
 
 __all__ = [
     "Progress",
+    "fit_phase",
     "HOT_LOOP_BLAS_THREADS",
     "blas_thread_limit",
     "hot_loop_blas",
@@ -145,6 +147,18 @@ class Progress:
 
     def __reduce__(self):
         return (Progress, (0, "", 0))
+
+
+@contextmanager
+def fit_phase(estimator, name):
+    """With the estimator's ``verbose``, one stderr line when a phase of its
+    fit ends: the phase's name and seconds (a fit with no steps to count
+    still shows where its time goes)."""
+    start = time.perf_counter()
+    yield
+    if estimator.verbose:
+        sys.stderr.write(f"{type(estimator).__name__}.fit: {name}, "
+                         f"{time.perf_counter() - start:.2f} s\n")
 
 
 class _BlasLimiter:

@@ -35,7 +35,7 @@ from ._calibration import (
     solve_moment_tilt,
 )
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
-from ._parallel import chunk_sizes, run_chunks, seed_sequence
+from ._parallel import chunk_sizes, fit_phase, run_chunks, seed_sequence
 from ._posterior import PatternPosterior
 
 __all__ = ["MMSOLDSampler", "smoothed_gradient"]
@@ -262,11 +262,14 @@ def _calibrate(est, tilt_seed, draw_seed):
     tilt_rng = np.random.default_rng(tilt_seed)
     n_multipliers = d + d * (d + 1) // 2
     n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers), _IS_DRAWS)
-    Z, log_w = importance_draws(est._potential, proposal, n_tilt, tilt_rng, rows=est._score_rows)
-    lam, Lam, converged = solve_moment_tilt(log_w, Z - mu, A @ A)
+    with fit_phase(est, f"moment tilt ({n_multipliers} multipliers, {n_tilt} draws)"):
+        Z, log_w = importance_draws(est._potential, proposal, n_tilt, tilt_rng,
+                                    rows=est._score_rows)
+        lam, Lam, converged = solve_moment_tilt(log_w, Z - mu, A @ A)
     est.tilt_linear_, est.tilt_quadratic_ = lam, Lam
-    log_z, ess, se = importance_log_normalizer(est._tilted_energy, proposal, n_max, rng,
-                                               rows=est._score_rows)
+    with fit_phase(est, f"log Z (at most {n_max} draws)"):
+        log_z, ess, se = importance_log_normalizer(est._tilted_energy, proposal, n_max, rng,
+                                                   rows=est._score_rows)
     # log Z of the form exp(-V - lambda^T z - ...) (docs/design.rst): lambda^T mu moves out.
     est.log_normalizer_ = log_z - float(lam @ mu)
     est.calibration_ess_, est.log_normalizer_se_ = ess, se
@@ -370,7 +373,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         Fit-time randomness: bandwidth rule subsample, index, fixed smoothing
         draws of ``score_samples``, importance draws of the tilt and of log Z.
     verbose : int, default=0
-        >= 1 shows progress bars over steps on stderr.
+        >= 1 shows progress bars over steps on stderr, and the seconds of
+        each phase of ``fit`` (bandwidth, moment tilt, log Z).
 
     Attributes
     ----------
@@ -524,7 +528,8 @@ class MMSOLDSampler(BaseDiffusionDensity):
         swarm_size, n_draws = _swarm_and_draws(d, self.batch_size, self.n_smoothing_draws)
         seeds = seed_sequence(self.random_state).spawn(4)
         Z = self._fit_coordinates(X)
-        delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing)
+        with fit_phase(self, "bandwidth"):
+            delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing)
         estimator = self.score_estimator
         if estimator == "auto":
             estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "knn"

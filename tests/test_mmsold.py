@@ -318,6 +318,18 @@ def test_knn_gradient_agrees_with_exact_within_monte_carlo_error():
     np.testing.assert_allclose(a, b, atol=1e-7)
 
 
+def test_verbose_fit_reports_its_phases(capsys):
+    X = np.random.default_rng(12).normal(size=(200, 3))
+    MMSOLDSampler(random_state=0).fit(X)
+    assert capsys.readouterr().err == ""
+    MMSOLDSampler(random_state=0, verbose=1).fit(X)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].split(",")[0].split(" (")[0].strip() for line in lines] == [
+        "bandwidth", "moment tilt", "log Z"]
+    assert all(line.startswith("MMSOLDSampler.fit: ") and line.endswith(" s")
+               for line in lines)
+
+
 # ---------------------------------------------------------- sklearn contract
 
 
