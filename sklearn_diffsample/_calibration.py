@@ -165,11 +165,10 @@ class DefensiveProposal:
         Z_gauss = self.mu + rng.standard_normal((n_draws - n_kde, self.mu.shape[0])) @ self.A
         return np.vstack([Z_kde, Z_gauss])
 
-    def log_density(self, Z, log_kde=None):
-        """log q(Z); ``log_kde``, log pi_b(Z), where the caller has it."""
-        kde = (self.kde.log_density(Z, self.b2)
-               if log_kde is None else log_kde)
-        return np.logaddexp(np.log(_KDE_SHARE) + kde,
+    def log_density(self, Z, log_kde):
+        """log q(Z), given ``log_kde`` = log pi_b(Z): the energies compute it
+        in the same matrix product as V (``PatternPosterior.offset_log_density``)."""
+        return np.logaddexp(np.log(_KDE_SHARE) + log_kde,
                             np.log1p(-_KDE_SHARE)
                             + gaussian_log_density(Z, self.mu, *self._eig))
 
@@ -182,8 +181,8 @@ def ess_fraction(log_w):
 def importance_draws(energy, proposal, n_draws, rng, rows=None):
     """``n_draws`` draws Z of ``proposal`` and their log-weights -energy(Z) - log q(Z).
 
-    ``energy(Z)`` returns (energy, log pi_b(Z) or None): the proposal's KDE
-    part where the energy had it at hand.  ``rows(func, Z)`` evaluates a
+    ``energy(Z)`` returns (energy, log pi_b(Z)): the proposal's KDE part,
+    which the energy has at hand.  ``rows(func, Z)`` evaluates a
     row-wise function (in parallel chunks, say); by default it calls
     ``func(Z)``.
     """
