@@ -18,7 +18,7 @@ draws a seed, and fifteen on the tables with fewer than 100 held-out rows
 0.064-0.068 against 0.011-0.022 on the others (the committed run with three
 draws, 36 (method, seed) cells a table).  Fifteen keep the standard error of a
 method's mean C2ST near 0.01, half the targets' 0.02 margin; with three it was
-0.022, and a difference of two means 0.03.  The target table gives the
+0.022, and that of a difference of two means 0.029-0.046.  The target table gives the
 standard error of each C2ST difference.  A separate table times
 GridSearchCV over 8 bandwidths x 5 folds on standardised wine for every
 estimator against KernelDensity (its best of 5 runs) in the same run

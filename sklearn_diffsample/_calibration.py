@@ -140,7 +140,8 @@ class DefensiveProposal:
     Parameters
     ----------
     posterior : PatternPosterior
-        The engine over the patterns (its ``log_density`` is the KDE part).
+        The engine over the patterns, the centres of the KDE part's draws
+        (its log-density comes from the energy, see ``log_density``).
     bandwidth : float
         b.
     mu : ndarray of shape (d,)
