@@ -233,8 +233,9 @@ def query_remainder(self, queries, s2, neighbors, n_remainder, rng, *, spread=Fa
     rel_x = vecs - anchor
     m, c, d = rel_x.shape
     inv_s2 = 1.0 / float(s2)
-    # One batched product gives the logits less -|q|^2 / (2 s2), which no
-    # softmax sees: rows [q, 1] against columns [x / s2; log w - |x|^2 / (2 s2)].
+    # One batched product gives the logits but for their term -|q|^2 / (2 s2),
+    # which no softmax sees: rows [q, 1] against columns
+    # [x / s2; log w - |x|^2 / (2 s2)]; log Z gets the term back below.
     # The distances assembled in three passes and clamped cost 1.45x (measured).
     cols = np.empty((m, d + 1, c))
     np.multiply(rel_x.transpose(0, 2, 1), inv_s2, out=cols[:, :d])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sklearn_diffsample import PatternPosterior
-from sklearn_diffsample._neighbors import PatternIndex, _resolve_algorithm
+from sklearn_diffsample._neighbors import PatternIndex, _BruteSearch, _resolve_algorithm
 
 from ._reference import brute_posterior
 
@@ -27,6 +27,19 @@ def test_exact_backends_match_brute_force(algorithm):
     np.testing.assert_array_equal(ind, ref_ind)
     np.testing.assert_allclose(sq_dist, ref_d2, rtol=1e-13)
     assert sq_dist.dtype == np.float64
+
+
+def test_brute_search_in_many_blocks_matches_brute_force(monkeypatch):
+    # Blocks of 3 query rows (the last one ragged) instead of one block.
+    monkeypatch.setattr(_BruteSearch, "_BLOCK_ELEMENTS", 1000)
+    monkeypatch.setattr(_BruteSearch, "_MIN_ROWS", 3)
+    rng = np.random.default_rng(1)
+    patterns = rng.normal(size=(500, 4)) + 5.0  # off-centre: |x|^2 dominates
+    queries = rng.normal(size=(40, 4)) + 5.0
+    sq_dist, ind = PatternIndex("brute").fit(patterns).kneighbors(queries, 7)
+    ref_d2, ref_ind = _brute_knn(queries, patterns, 7)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(sq_dist, ref_d2, rtol=1e-12)
 
 
 def test_auto_picks_exact_search_where_it_is_cheap():
