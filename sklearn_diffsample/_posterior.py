@@ -459,8 +459,10 @@ class PatternPosterior:
                       else _logit_rows(self))
         centred = queries - self.offset
         block = max(_OFFSET_MAX_FACTOR // max(offsets.shape[0], 1), 1)
-        log_norm, poor = _offset_log_norms(logit_rows[:, :block], centred, offsets, 1.0 / s2)
-        for start in range(block, self.n_patterns, block):
+        # logaddexp(-inf, x) is x bit for bit: one block gives its own sums.
+        log_norm = np.full((queries.shape[0], offsets.shape[0]), -np.inf)
+        poor = np.zeros(log_norm.shape, dtype=bool)
+        for start in range(0, self.n_patterns, block):
             part, part_poor = _offset_log_norms(logit_rows[:, start:start + block], centred,
                                                 offsets, 1.0 / s2)
             np.logaddexp(log_norm, part, out=log_norm)
