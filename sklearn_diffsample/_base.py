@@ -85,7 +85,7 @@ def resolve_bandwidth(bandwidth, Z, match_variance=False):
     sigma_bar (n (d+2)/4)^(-1/(d+4)), sigma_bar from :func:`data_scale`
     (1 for standardised or whitened Z without constant features).
     ``match_variance`` makes ``"auto"`` maximise the likelihood of the KDE
-    contracted about the origin to keep Z's variance (the law of
+    mapped about the origin to keep Z's covariance (the law of
     ``GuidedDiffusionSampler(match_variance=True)``).
     """
     if not isinstance(bandwidth, str):

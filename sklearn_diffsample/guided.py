@@ -31,6 +31,7 @@ from ._base import (
 from ._clustered import denoiser_is_clustered
 from ._conditional import beyond_class_reach, encode_fit_labels, encode_labels, score_by_class
 from ._likelihood import probability_flow_log_density
+from ._matching import VarianceMatchingMixin
 from ._parallel import chunk_slices, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
 from ._score_models import SCORE_MODELS, EmpiricalScore, GaussianScore, guided_combination
@@ -130,7 +131,7 @@ class ReverseDiffusion:
         return self.output(x, codes, w)
 
 
-class GuidedDiffusionSampler(BaseDiffusionDensity):
+class GuidedDiffusionSampler(VarianceMatchingMixin, BaseDiffusionDensity):
     """Diffusion sampler with the exact score of the data, and class guidance.
 
     The data law is the training set smoothed by N(0, ``data_bandwidth``**2 I)
@@ -144,11 +145,13 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     ``bandwidth`` in those coordinates (on standardised data, the law of
     :class:`~sklearn.neighbors.KernelDensity` with that bandwidth).  By
     default, after a fit without labels (``match_variance="auto"``), the
-    samples are then contracted about the training mean by 1/sqrt(1 + h**2),
-    so that the output law keeps the training data's per-feature variances
-    instead of inflating them by h**2 (Silverman's shrunk smoothed bootstrap
-    [4]_).  ``score_samples`` is the output law's closed form, and model
-    selection over ``bandwidth`` works as for a KDE.
+    samples are then mapped about the training mean by
+    A = C^(1/2) (C + h**2 I)^(-1/2), C the training covariance in internal
+    coordinates, so that the output law keeps the training data's covariance
+    instead of adding h**2 I to it (Silverman's shrunk smoothed bootstrap
+    [4]_, with one factor per principal axis).  ``score_samples`` is the
+    output law's closed form, and model selection over ``bandwidth`` works as
+    for a KDE.
 
     Parameters
     ----------
@@ -158,9 +161,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         sigma_t/alpha_t = h, at the KDE of bandwidth h.
         ``"auto"`` maximises the held-out log-likelihood of the output law
         (10-fold up to 2000 rows, one 1000-row hold-out beyond: the cost of
-        about 3 exact engine passes over the held-out rows, and about 6 more
-        with ``match_variance``, whose optimum lies 1.0-1.25 times higher on
-        the benchmark's tables and at the grid's top, 16 times the plain one,
+        about 3 exact engine passes over the held-out rows, and 4-16 more
+        with ``match_variance``, whose optimum lies 1.0-2.6 times higher on
+        the benchmark's tables and at the search's top, 11 times the plain one,
         for Gaussian data, where the output law tends to the fitted Gaussian
         as h grows); ``"scott"`` and
         ``"silverman"`` are the rules of ``resolve_bandwidth``.  ``fit``
@@ -212,19 +215,20 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         Gaussian) convolved with N(0, h0**2 I) in the internal coordinates;
         the output law is then smoothed by sqrt(h**2 + h0**2).
     match_variance : bool or "auto", default="auto"
-        True: contract the samples about the training mean (internal
-        coordinates) by ``shrinkage_`` = 1/sqrt(1 + h**2 + h0**2), so that the
-        output law keeps the training data's per-feature variances (their
-        mean for ``coordinates="isotropic"``) instead of adding the kernel's;
-        the density, ``"auto"`` bandwidth and model selection are those of
-        the contracted law.  The contraction is one map for every law of the
-        model, so after ``fit(X, y)`` it also pulls each class's draws
-        towards the overall mean by that factor.  ``"auto"``: True for a fit
-        without labels, False for ``fit(X, y)``.  Ignored with
-        ``final_denoise=True``, whose output is not smoothed.  On the
-        benchmark's real tables it lowers the SW2 to held-out rows on five of
-        seven and the C2ST on four, but raises the C2ST on wine
-        (:ref:`design-bandwidth`).
+        True: map the samples about the training mean (internal coordinates)
+        by ``shrinkage_`` = C^(1/2) (C + (h**2 + h0**2) I)^(-1/2), C the
+        training covariance there (eigenvalues floored at 1e-6 times their
+        mean), so that the output law keeps the training data's covariance
+        instead of adding the kernel's: principal axes along which the data
+        spread widely keep their spread, thin ones (correlated features) lose
+        the kernel's.  In whitened coordinates this is one factor,
+        1/sqrt(1 + h**2 + h0**2).  The density, ``"auto"`` bandwidth and model
+        selection are those of the mapped law.  The map is one for every law
+        of the model, so after ``fit(X, y)`` it also pulls each class's draws
+        towards the overall mean.  ``"auto"``: True for a fit without labels,
+        False for ``fit(X, y)``.  Ignored with ``final_denoise=True``, whose
+        output is not smoothed.  :ref:`design-bandwidth` has its effect on the
+        benchmark's real tables.
     denoiser : {"auto", "exact", "clustered"}, default="auto"
         How sampling sums over the patterns.  ``"exact"``: every pattern at
         every step.  ``"clustered"``: the patterns are partitioned at fit into
@@ -267,9 +271,9 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
     ----------
     bandwidth_ : float
         Resolved noise floor h in internal units.
-    shrinkage_ : float
-        Factor by which the samples are contracted about the training mean
-        in internal coordinates (1.0 when ``match_variance`` is off, as
+    shrinkage_ : ndarray of shape (n_features, n_features)
+        The symmetric map applied to the samples about the training mean in
+        internal coordinates (the identity when ``match_variance`` is off, as
         ``"auto"`` is after ``fit(X, y)``, or ``final_denoise`` is on).
     location_ : ndarray of shape (n_features,)
         Training mean: ``z = ((x - location_) / scale_) @ whitening_``.
@@ -406,7 +410,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
                    else bool(self.match_variance)) and not self.final_denoise
         self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z, matched))
         h0_sq = float(self.data_bandwidth) ** 2
-        self.shrinkage_ = 1.0 / np.sqrt(1.0 + self.bandwidth_**2 + h0_sq) if matched else 1.0
+        self._fit_shrinkage(Z, self.bandwidth_**2 + h0_sq, matched)
         for name in ("classes_", "posterior_", "mean_", "covariance_",
                      "class_means_", "class_covariances_"):
             self.__dict__.pop(name, None)
@@ -480,14 +484,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
         parts = run_chunks(partial(self._dynamics().chunk, codes=codes, w=w), chunks, seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps_, desc="guided sampling")
-        return self._to_data(self.shrinkage_ * np.vstack(parts))
-
-    def _law_coordinates(self, X):
-        """Rows of X where the flow's law is evaluated: internal, undoing the shrinkage."""
-        return self._to_internal(X) / self.shrinkage_
-
-    def _law_log_jacobian(self):
-        return self._log_jacobian() - self.n_features_in_ * np.log(self.shrinkage_)
+        return self._output_to_data(np.vstack(parts))
 
     # ---------------------------------------------------------------- scoring
     def score_samples(self, X, y=None, method="closed_form"):
@@ -502,7 +499,7 @@ class GuidedDiffusionSampler(BaseDiffusionDensity):
             ``"closed_form"``: the exact-flow law, a Gaussian KDE (internal
             coordinates) of bandwidth sqrt(h**2 + h0**2) (class-conditional
             with ``y``: the w = 1 law), or N(mean, cov + (h**2 + h0**2) I) for
-            the Gaussian model, contracted by ``shrinkage_``.  ``"ode"``:
+            the Gaussian model, mapped by ``shrinkage_``.  ``"ode"``:
             the likelihood of the probability-flow ODE of the guided score with
             ``guidance_scale`` (exact divergence, scipy ``solve_ivp`` at rtol
             1e-11) started from N(0, I); one solve per row, so slow.

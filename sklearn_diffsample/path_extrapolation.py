@@ -39,6 +39,7 @@ from ._base import (
 )
 from ._clustered import PatternClusters, default_n_clusters, denoiser_is_clustered
 from ._coordinates import offset_to_data
+from ._matching import VarianceMatchingMixin
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
 
@@ -193,7 +194,7 @@ def _integrate_tower(post, x_beta, rng, *, beta, n_steps, report=None):
 
 
 # --------------------------------------------------------------- estimator
-class PathExtrapolationDensity(BaseDiffusionDensity):
+class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     """Density estimation by identical-noise backward paths extrapolated in p.
 
     Backward (denoising) paths of a Brownian-bridge path measure whose target
@@ -203,7 +204,9 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
     sample runs the full-set path and 2K half-set paths with identical noise
     and returns ``x_full + c (mean(half paths) - x_full)``, smoothed by
     ``bandwidth``.  Everything runs in the internal coordinates
-    (``coordinates``) with an isotropic kernel.
+    (``coordinates``) with an isotropic kernel.  By default
+    (``match_variance=True``) the samples then leave through the map
+    ``shrinkage_`` that gives the law the training data's covariance.
 
     Parameters
     ----------
@@ -273,6 +276,15 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         that can carry a query's posterior; ``"auto"``: clustered from
         10,000 training rows.  ``variance_correction`` and the tower sampler
         always sum exactly.
+    match_variance : bool, default=True
+        Map the samples about the training mean (internal coordinates) by
+        ``shrinkage_``, the symmetric T with T S T = C: S the covariance of
+        the law (the M endpoints' second moment plus h^2 I), C the
+        training covariance there (eigenvalues floored at 1e-6 times their
+        mean), so that the output law keeps C instead of adding the kernel's
+        variance to the endpoints'.  ``score_samples`` is the mapped law's;
+        ``sample_endpoints`` is not mapped.  The ``"auto"`` bandwidth stays
+        the plain KDE's (:ref:`design-bandwidth` has the measurements).
     memory : None, str or joblib.Memory, default=None
         Where to cache the part of ``fit`` that does not depend on
         ``bandwidth`` (the engine and the M endpoints), keyed by the data and
@@ -326,6 +338,9 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         Resolved M.
     endpoints_ : ndarray of shape (`n_reference_samples_`, n_features)
         The M endpoints (data units) behind ``score_samples``.
+    shrinkage_ : ndarray of shape (n_features, n_features)
+        The symmetric map applied to the samples about the training mean in
+        internal coordinates (the identity with ``match_variance=False``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -391,6 +406,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         "tau_ex": [Interval(Real, 0, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
         "denoiser": [StrOptions({"auto", "exact", "clustered"})],
+        "match_variance": ["boolean"],
     }
     # The cache location does not shape the law.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
@@ -399,8 +415,8 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
                  extrapolation="halves",
                  n_splits=2, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
-                 denoiser="auto", memory=None, batch_size=1024, n_jobs=None, random_state=None,
-                 verbose=0):
+                 denoiser="auto", match_variance=True, memory=None, batch_size=1024,
+                 n_jobs=None, random_state=None, verbose=0):
         super().__init__(bandwidth=bandwidth, coordinates=coordinates, algorithm=algorithm,
                          batch_size=batch_size, n_jobs=n_jobs, random_state=random_state,
                          verbose=verbose)
@@ -414,6 +430,7 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.n_reference_samples = n_reference_samples
         self.tau_ex = tau_ex
         self.denoiser = denoiser
+        self.match_variance = match_variance
         self.memory = memory
 
     # ------------------------------------------------------------------ fit
@@ -448,7 +465,12 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         self.n_reference_samples_ = auto_reference_count(n) if m == "auto" else int(m)
         self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
         self.endpoint_posterior_ = PatternPosterior(self._to_internal(self.endpoints_))
+        self._fit_endpoint_shrinkage(Z)
         return self
+
+    def _fit_endpoint_shrinkage(self, Z):
+        self._fit_shrinkage(Z, self.bandwidth_**2, bool(self.match_variance),
+                            law_centres=self.endpoint_posterior_.patterns)
 
     def _clustered(self, n_patterns):
         if self.extrapolation == "exact" or self.variance_correction:
@@ -462,18 +484,21 @@ class PathExtrapolationDensity(BaseDiffusionDensity):
         for name, value in vars(fitted).items():
             if name.endswith("_") and not name.startswith("_") and name != "bandwidth_":
                 setattr(self, name, value)
-        self.bandwidth_ = check_bandwidth_range(
-            resolve_bandwidth(self.bandwidth, self._to_internal(X)))
+        Z = self._to_internal(X)
+        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z))
+        self._fit_endpoint_shrinkage(Z)
         return self
 
     # ------------------------------------------------------------- density
     def _score_samples(self, X):
-        return (self.endpoint_posterior_.log_density(self._to_internal(X), self.bandwidth_**2)
-                + self._log_jacobian())
+        return (self.endpoint_posterior_.log_density(self._law_coordinates(X),
+                                                     self.bandwidth_**2)
+                + self._law_log_jacobian())
 
     # -------------------------------------------------------------- sampling
     def _sample(self, n_samples, seed):
-        return self._draw(n_samples, seed, smooth=True)
+        X = self._draw(n_samples, seed, smooth=True)
+        return self._output_to_data(self._to_internal(X)) if self.match_variance else X
 
     def sample_endpoints(self, n_samples=1, random_state=None):
         """Path endpoints without the bandwidth noise (data units).

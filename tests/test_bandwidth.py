@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
+from scipy.linalg import inv
 
 from sklearn_diffsample import GuidedDiffusionSampler, MMSOLDSampler, PathExtrapolationDensity
 from sklearn_diffsample import _bandwidth
 from sklearn_diffsample._bandwidth import _spline_minimum, _splits, heldout_bandwidth
 
-from ._reference import brute_kde_log_density
+from ._reference import brute_kde_log_density, variance_matching_map
 
 
 def _brute_heldout_loglik(Z, h):
@@ -31,18 +32,20 @@ def test_the_rule_maximises_the_brute_force_heldout_likelihood(n, d):
 
 
 def _brute_matched_loglik(Z, h):
-    """Held-out likelihood of the KDE contracted by 1/s: d log s + log KDE_h(s z)."""
+    """Held-out likelihood of the variance-matched KDE: log KDE_h(A^-1 z) - log |det A|."""
+    A = variance_matching_map(np.cov(Z.T, bias=True).reshape(Z.shape[1], -1), h * h)
     Z = np.unique(Z, axis=0)
-    s, d = np.sqrt(1.0 + h * h), Z.shape[1]
     parts = _splits(len(Z))  # 10 folds, or one hold-out of 1000 rows beyond 2000
-    return sum((brute_kde_log_density(s * Z[held], Z[rest], h) + d * np.log(s)).sum()
+    return sum((brute_kde_log_density(Z[held] @ inv(A), Z[rest], h)
+                - np.linalg.slogdet(A)[1]).sum()
                for held, rest in parts) / sum(len(held) for held, _ in parts)
 
 
 @pytest.mark.parametrize("n, d", [(300, 1), (240, 3), (150, 8), (2500, 2)])
-def test_the_matched_rule_maximises_the_contracted_kdes_brute_force_likelihood(n, d):
-    # Two clusters, standardised: the contracted KDE's optimum is inside, and
-    # above the plain KDE's (the contraction takes back the kernel's spread).
+def test_the_matched_rule_maximises_the_matched_kdes_brute_force_likelihood(n, d):
+    # Two clusters, standardised, their features correlated through the
+    # clusters: the matched KDE's optimum is inside, and above the plain
+    # KDE's (the map takes back the kernel's spread).
     rng = np.random.default_rng(d)
     Z = np.vstack([rng.normal(-2.0, 1.0, (n // 2, d)), rng.normal(2.0, 0.5, (n - n // 2, d))])
     Z = (Z - Z.mean(0)) / Z.std(0)
@@ -71,8 +74,9 @@ def test_the_matched_rule_scores_against_a_subset_of_many_patterns(monkeypatch):
     sub = rest[:600]
 
     def brute(g):
-        s = np.sqrt(1.0 + g * g)
-        return np.mean(brute_kde_log_density(s * Zu[held], Zu[sub], g) + d * np.log(s))
+        A = variance_matching_map(np.cov(Z.T, bias=True), g * g)  # of all N rows
+        return np.mean(brute_kde_log_density(Zu[held] @ inv(A), Zu[sub], g)
+                       - np.linalg.slogdet(A)[1])
 
     h_sub = h / (600 / n) ** (1.0 / (d + 4))
     grid = h_sub * np.exp(np.linspace(-0.5, 0.5, 41))
@@ -104,14 +108,16 @@ def test_the_rule_follows_the_data_scale_and_ignores_duplicates():
 def test_auto_is_the_default_and_is_in_one_unit_for_every_estimator():
     X = np.random.default_rng(1).normal(size=(150, 2)) * [1.0, 10.0] + 5.0
     # Internal units: the rule on the per-feature z-scores, for all three
-    # (the guided sampler's for its variance-matched law).
+    # (for the variance-matched law where the samples are matched).
     Z = (X - X.mean(0)) / X.std(0)
-    np.testing.assert_allclose(GuidedDiffusionSampler(n_steps=3).fit(X).bandwidth_,
-                               heldout_bandwidth(Z, match_variance=True), rtol=1e-9)
+    matched = heldout_bandwidth(Z, match_variance=True)
+    for est in (GuidedDiffusionSampler(n_steps=3),
+                MMSOLDSampler(smoothing=0.0, n_steps=2, batch_size=20)):
+        np.testing.assert_allclose(est.fit(X).bandwidth_, matched, rtol=1e-9)
     expected = heldout_bandwidth(Z)
     for est in (GuidedDiffusionSampler(n_steps=3, match_variance=False),
                 PathExtrapolationDensity(n_steps=3, n_splits=1, n_reference_samples=20),
-                MMSOLDSampler(smoothing=0.0, n_steps=2, batch_size=20)):
+                MMSOLDSampler(smoothing=0.0, n_steps=2, batch_size=20, match_variance=False)):
         np.testing.assert_allclose(est.fit(X).bandwidth_, expected, rtol=1e-9)
     # Whitened coordinates: the rule on the whitened data.
     C = np.cov(((X - X.mean(0)) / X.std(0)).T, bias=True)

@@ -17,7 +17,13 @@ from sklearn_diffsample.guided import GuidedDiffusionSampler
 
 from sklearn_diffsample._likelihood import probability_flow_log_density
 
-from ._reference import brute_kde_log_density, standardized_kde_log_density, zscore_stats
+from ._reference import (
+    brute_kde_log_density,
+    matched_kde_log_density,
+    standardized_kde_log_density,
+    variance_matching_map,
+    zscore_stats,
+)
 
 
 def _two_circles(n_per_class=200, seed=0):
@@ -36,22 +42,28 @@ def circles():
 @pytest.mark.parametrize("match_variance", [False, True])
 def test_closed_form_is_the_float64_kde(circles, match_variance):
     X, y = circles
-    X = [1000.0, 300.0] * X + 50.0  # internal coordinates must not show in the results
+    # Correlated features, so that the matched map is not a multiple of I;
+    # internal coordinates must not show in the results.
+    X = (X @ [[1.0, 0.0], [0.7, 1.0]]) * [1000.0, 300.0] + 50.0
     queries = np.vstack([X[::37] + 3.0, 1000.0 * np.random.default_rng(1).normal(size=(20, 2)),
                          [[1e5, -1e5]]])  # far tails included
     h, h0 = 0.4, 0.3  # in standard deviations of X
     est = GuidedDiffusionSampler(bandwidth=h, data_bandwidth=h0,
                                  match_variance=match_variance).fit(X, y)
     smooth = np.hypot(h, h0)
-    # The matched law is the KDE contracted about the mean by 1/s: its density
-    # at q is s^d times the KDE's at mean + s (q - mean), for the class laws too.
-    s = np.sqrt(1.0 + smooth**2) if match_variance else 1.0
-    assert est.shrinkage_ == pytest.approx(1.0 / s, rel=1e-15)
-    mean = X.mean(axis=0)
+    # The matched law is the KDE mapped by A = C^(1/2) (C + s^2 I)^(-1/2) in
+    # z-scores (C the correlation matrix): its density at q is the KDE's at
+    # A^-1 q over |det A|, for the class laws too.
+    C = np.corrcoef(X.T)
+    A = variance_matching_map(C, smooth**2) if match_variance else np.eye(2)
+    np.testing.assert_allclose(est.shrinkage_, A, rtol=0, atol=1e-12)
+    if match_variance:  # the law keeps the data's covariance
+        np.testing.assert_allclose(A @ (C + smooth**2 * np.eye(2)) @ A, C, rtol=0, atol=1e-12)
+        assert abs(A[0, 1]) > 0.05
+    law = matched_kde_log_density if match_variance else standardized_kde_log_density
 
     def kde(rows):
-        return (standardized_kde_log_density(mean + s * (queries - mean), rows, smooth,
-                                              fitted_on=X) + X.shape[1] * np.log(s))
+        return law(queries, rows, smooth, fitted_on=X)
 
     np.testing.assert_allclose(est.score_samples(queries), kde(X), rtol=1e-10)
     for c in (0, 1):
@@ -93,17 +105,21 @@ def test_gaussian_model_closed_form(circles, match_variance):
     est = GuidedDiffusionSampler(score_model="gaussian", bandwidth=h, data_bandwidth=h0,
                                  match_variance=match_variance).fit(X, y)
     queries = np.random.default_rng(2).normal(size=(30, 2)) * 3.0
-    smooth = (h**2 + h0**2) * np.diag(zscore_stats(X)[1] ** 2)  # h, h0 in X's std units
-    # Matched: every law contracted about the overall mean by
-    # 1/sqrt(1 + h^2 + h0^2), the unconditional one to the data's variances.
-    k = 1.0 / np.sqrt(1.0 + h**2 + h0**2) if match_variance else 1.0
+    std = zscore_stats(X)[1]
+    smooth = (h**2 + h0**2) * np.diag(std**2)  # h, h0 in X's std units
+    # Matched: every law mapped about the overall mean by the one map that
+    # takes the unconditional law back to the data's covariance (in data
+    # units, the z-score map A conjugated by the scales).
+    A = (variance_matching_map(np.corrcoef(X.T), h**2 + h0**2) if match_variance
+         else np.eye(2))
+    k = std[:, None] * A / std[None, :]
     centre = X.mean(axis=0)
     for c, rows in ((None, slice(None)), (0, y == 0), (1, y == 1)):
         part = X[rows]
-        law = multivariate_normal(centre + k * (part.mean(axis=0) - centre),
-                                  k**2 * (np.cov(part.T, bias=True) + smooth))
+        law = multivariate_normal(centre + k @ (part.mean(axis=0) - centre),
+                                  k @ (np.cov(part.T, bias=True) + smooth) @ k.T)
         if c is None and match_variance:
-            np.testing.assert_allclose(np.diag(law.cov), X.var(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(law.cov, np.cov(X.T, bias=True), rtol=1e-12)
         np.testing.assert_allclose(est.score_samples(queries, y=c), law.logpdf(queries),
                                    rtol=1e-10)
 
@@ -168,22 +184,25 @@ def test_match_variance_is_one_map_for_every_law_of_the_model():
     plain = GuidedDiffusionSampler(match_variance=False, **params).fit(X, y)
     matched = GuidedDiffusionSampler(match_variance=True, **params).fit(X, y)
     k = matched.shrinkage_
-    assert k == pytest.approx(1.0 / np.sqrt(1.0 + 0.3**2), rel=1e-15)
-    # Every draw is the plain one contracted about the training mean by k,
-    # so w = 0 stays the unconditional law bit for bit.
-    centre = X.mean(axis=0)
+    centre, std = zscore_stats(X)
+    np.testing.assert_allclose(k, variance_matching_map(np.corrcoef(X.T), 0.3**2),
+                               rtol=0, atol=1e-12)
+    # Every draw is the plain one mapped about the training mean by k (in
+    # z-scores), so w = 0 stays the unconditional law bit for bit.
     for kwargs in (dict(), dict(y=1, guidance_scale=1.0), dict(y=0, guidance_scale=3.0)):
+        plain_draws = (plain.sample(20, random_state=5, **kwargs) - centre) / std
         np.testing.assert_allclose(matched.sample(20, random_state=5, **kwargs),
-                                   centre + k * (plain.sample(20, random_state=5, **kwargs)
-                                                 - centre), rtol=0, atol=1e-12)
+                                   centre + std * (plain_draws @ k), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(matched.sample(20, y=1, guidance_scale=0.0, random_state=5),
                                   matched.sample(20, random_state=5))
     # "auto": on without labels, off with them and with final denoising.
-    assert GuidedDiffusionSampler(**params).fit(X).shrinkage_ < 1.0
-    assert GuidedDiffusionSampler(**params).fit(X, y).shrinkage_ == 1.0
-    assert GuidedDiffusionSampler(final_denoise=True, match_variance=True,
-                                  **params).fit(X).shrinkage_ == 1.0
-    assert GuidedDiffusionSampler(match_variance=np.True_, **params).fit(X, y).shrinkage_ == k
+    identity = np.eye(X.shape[1])
+    assert np.all(np.linalg.eigvalsh(GuidedDiffusionSampler(**params).fit(X).shrinkage_) < 1.0)
+    assert np.array_equal(GuidedDiffusionSampler(**params).fit(X, y).shrinkage_, identity)
+    assert np.array_equal(GuidedDiffusionSampler(final_denoise=True, match_variance=True,
+                                                 **params).fit(X).shrinkage_, identity)
+    assert np.array_equal(
+        GuidedDiffusionSampler(match_variance=np.True_, **params).fit(X, y).shrinkage_, k)
 
 
 # --------------------------------------------------- Gaussian closed forms
@@ -264,8 +283,10 @@ def test_gaussian_model_monte_carlo(match_variance):
     law = sampler_covariance((X.mean(axis=0) - loc) / scale,
                              np.cov(X.T, bias=True) / np.outer(scale, scale),
                              est.alphas_, est.sigmas_, 1.0)
-    k = 1.0 / np.sqrt(1.0 + h**2) if match_variance else 1.0  # the contraction
-    C, m = k**2 * np.outer(scale, scale) * law.covariance, loc + k * scale * law.mean
+    # The matched map in z-scores, then in data units.
+    A = variance_matching_map(np.corrcoef(X.T), h**2) if match_variance else np.eye(2)
+    C = np.outer(scale, scale) * (A @ law.covariance @ A)
+    m = loc + scale * (A @ law.mean)
     M = 100_000
     S = est.sample(M, random_state=0)
     se = np.sqrt((np.outer(np.diag(C), np.diag(C)) + C**2) / M)

@@ -18,7 +18,13 @@ from sklearn_diffsample.metrics import memorization, sliced_wasserstein
 from sklearn_diffsample.datasets import make_target
 from sklearn_diffsample.mmsold import MMSOLDSampler, smoothed_gradient
 
-from ._reference import brute_kde_log_density, standardized_kde_log_density, zscore_stats
+from ._reference import (
+    brute_kde_log_density,
+    matched_kde_log_density,
+    standardized_kde_log_density,
+    variance_matching_map,
+    zscore_stats,
+)
 
 # Each KS test below runs at level ALPHA; a test with k of them fails by chance
 # with probability <= k * ALPHA (Bonferroni), with fixed seeds it is deterministic.
@@ -84,7 +90,9 @@ def test_pull_back_gradient_matches_finite_differences():
 @pytest.mark.filterwarnings("ignore:The importance sampler")  # 5-step calibration
 @pytest.mark.parametrize("params", [
     dict(integrator="lm"),
+    dict(integrator="lm", match_variance=False),
     dict(integrator="em", coordinates="whitened", smoothing=0.3),
+    dict(integrator="em", coordinates="whitened", smoothing=0.3, match_variance=False),
 ])
 def test_every_returned_swarm_has_the_target_moments(params):
     rng = np.random.default_rng(2)
@@ -99,40 +107,47 @@ def test_every_returned_swarm_has_the_target_moments(params):
     expected = (1.09 * cov if "coordinates" in params
                 else cov + 0.09 * np.diag(zscore_stats(X)[1] ** 2))
     np.testing.assert_allclose(est.target_covariance_, expected, rtol=1e-12, atol=1e-12)
+    # The swarms have Sigma*; variance matching maps them back to the data's
+    # own covariance.
+    out = cov if params.get("match_variance", True) else est.target_covariance_
     n = 2 * 40 + 7
     Z = est.sample(n, random_state=3)
     sizes = chunk_sizes(n, 40, min_size=40)
     assert sizes == [40, 47]
     for part in np.split(Z, np.cumsum(sizes)[:-1]):
         np.testing.assert_allclose(part.mean(axis=0), est.target_mean_, atol=1e-10)
-        np.testing.assert_allclose(np.cov(part.T, bias=True), est.target_covariance_,
-                                   atol=1e-10)
+        np.testing.assert_allclose(np.cov(part.T, bias=True), out, atol=1e-10)
     # A request below the swarm size but of at least d + 1 rows is one swarm
     # of that size, with the target's moments; fewer rows are part of a
     # (d + 1)-swarm.
     for n_small in (4, 9):
         part = est.sample(n_small, random_state=3)
         np.testing.assert_allclose(part.mean(axis=0), est.target_mean_, atol=1e-10)
-        np.testing.assert_allclose(np.cov(part.T, bias=True), est.target_covariance_,
-                                   atol=1e-10)
+        np.testing.assert_allclose(np.cov(part.T, bias=True), out, atol=1e-10)
     np.testing.assert_array_equal(est.sample(2, random_state=3), est.sample(4, random_state=3)[:2])
 
 
 # ------------------------------------------------------------------ sigma = 0
-def test_sigma_zero_is_the_kde_in_closed_form_and_samples_it():
+@pytest.mark.parametrize("match_variance", [True, False])
+def test_sigma_zero_is_the_kde_in_closed_form_and_samples_it(match_variance):
     rng = np.random.default_rng(4)
-    X = rng.normal(size=(40, 2)) * [2.0, 0.5]
+    X = rng.normal(size=(40, 2)) @ [[2.0, 0.0], [0.4, 0.5]]  # correlated features
     delta = 0.3
     est = MMSOLDSampler(bandwidth=delta, smoothing=0.0, n_steps=60, batch_size=800,
-                        random_state=0).fit(X)
+                        match_variance=match_variance, random_state=0).fit(X)
     queries = rng.normal(size=(50, 2)) * 4.0
-    np.testing.assert_allclose(est.score_samples(queries),
-                               standardized_kde_log_density(queries, X, delta), atol=1e-10)
+    law = matched_kde_log_density if match_variance else standardized_kde_log_density
+    np.testing.assert_allclose(est.score_samples(queries), law(queries, X, delta), atol=1e-10)
     assert est.log_normalizer_ == 0.0
     np.testing.assert_array_equal(est.tilt_quadratic_, 0.0)
-    # Two-sample KS tests on three projections against iid pi_delta draws.
+    # Two-sample KS tests on three projections against iid draws of the law
+    # (pi_delta, mapped in z-scores by the variance-matching map).
     Z = est.sample(800, random_state=5)
-    ref = X[rng.integers(0, 40, 4000)] + delta * zscore_stats(X)[1] * rng.normal(size=(4000, 2))
+    mean, std = zscore_stats(X)
+    A = (variance_matching_map(np.corrcoef(X.T), delta**2) if match_variance
+         else np.eye(2))
+    kde_draws = (X[rng.integers(0, 40, 4000)] - mean) / std + delta * rng.normal(size=(4000, 2))
+    ref = mean + std * (kde_draws @ A)
     pvalues = [ks_2samp(a, b).pvalue for a, b in zip(_projections(Z).T, _projections(ref).T)]
     assert min(pvalues) > ALPHA, pvalues
 
@@ -356,18 +371,15 @@ def wine_by_class():
 
 @pytest.mark.parametrize("n", [14, 40, 95, 700])
 def test_every_class_swarm_has_its_class_moments(wine_by_class, n):
-    # Exact moments of pi_delta of class k: the class mean, and the class
-    # covariance (1/N_k) plus delta_k^2 I, for any request of at least d + 1.
+    # Exact moments of class k: the class mean, and the class covariance
+    # (1/N_k; pi_delta's plus delta_k^2 I, mapped back by variance matching),
+    # for any request of at least d + 1.
     X, y, est = wine_by_class
     for k in np.unique(y):
         rows = X[y == k]
-        delta = est.class_models_[k].bandwidth_
         S = est.sample(n, 5, y=k)
         np.testing.assert_allclose(S.mean(axis=0), rows.mean(axis=0), atol=1e-8)
-        np.testing.assert_allclose(
-            np.cov(S.T, bias=True),
-            np.cov(rows.T, bias=True) + delta**2 * np.diag(zscore_stats(rows)[1] ** 2),
-            atol=1e-8)
+        np.testing.assert_allclose(np.cov(S.T, bias=True), np.cov(rows.T, bias=True), atol=1e-8)
 
 
 def test_class_conditional_scores_and_mixed_requests(wine_by_class):
@@ -399,7 +411,7 @@ def test_class_scores_at_zero_smoothing_are_the_class_kdes():
     for label, rows in (("a", X[:30]), ("b", X[30:])):
         delta = est.class_models_[list(est.classes_).index(label)].bandwidth_
         np.testing.assert_allclose(est.score_samples(Q, y=label),
-                                   standardized_kde_log_density(Q, rows, delta), atol=1e-10)
+                                   matched_kde_log_density(Q, rows, delta), atol=1e-10)
 
 
 def test_plain_sold_samples_the_kde_without_matching_moments():

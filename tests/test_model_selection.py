@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_diffsample import MMSOLDSampler, TransformedDensity
 
 from ._estimators import FACTORIES, KDE_LIKE
-from ._reference import standardized_kde_log_density
+from ._reference import matched_kde_log_density
 
 # In the data's standard deviations, the unit of every estimator's bandwidth
 # (the data below have per-feature scale about 1).
@@ -61,9 +61,10 @@ def test_grid_search_inside_pipeline_and_transformed_density(name, smooth_data):
 
 
 def test_cross_val_score_tunes_the_mmsold_smoothing(smooth_data):
-    """At smoothing 0 MM-SOLD's density is the KDE: same folds, same scores."""
+    """At smoothing 0 MM-SOLD's density is the (variance-matched) KDE: same
+    folds, same scores."""
     est = MMSOLDSampler(bandwidth=0.2, n_steps=10, batch_size=40, random_state=0)
-    kde_scores = [standardized_kde_log_density(smooth_data[test], smooth_data[train], 0.2).sum()
+    kde_scores = [matched_kde_log_density(smooth_data[test], smooth_data[train], 0.2).sum()
                   for train, test in _folds().split(smooth_data)]
     plain = cross_val_score(est.set_params(smoothing=0.0), smooth_data, cv=_folds())
     np.testing.assert_allclose(plain, kde_scores, rtol=1e-10)

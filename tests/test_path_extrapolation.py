@@ -27,7 +27,7 @@ from sklearn_diffsample.path_extrapolation import (
     path_direction,
 )
 
-from ._reference import brute_posterior
+from ._reference import brute_posterior, transport_map
 
 FAST = dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64)
 
@@ -216,16 +216,32 @@ def test_density_integrates_to_one_in_2d():
     assert total == pytest.approx(1.0, abs=1e-4)
 
 
-def test_score_is_the_kde_of_the_fit_endpoints():
-    X = np.random.default_rng(11).normal(size=(50, 2)) * [1.0, 4.0]
-    est = PathExtrapolationDensity(bandwidth=0.5, random_state=0, **FAST).fit(X)
-    Y = np.random.default_rng(12).normal(size=(7, 2)) * 3
+def _law_map(est, X):
+    """The variance-matching map of a fitted estimator, from its endpoints and
+    X in z-scores: T S T = C, S the endpoints' second moment plus h^2 I."""
     z_end = (est.endpoints_ - est.location_) / est.scale_
-    log_norm, _, _ = brute_posterior((Y - est.location_) / est.scale_, z_end, 0.25)
+    Z = (X - est.location_) / est.scale_
+    S = z_end.T @ z_end / len(z_end) + est.bandwidth_**2 * np.eye(X.shape[1])
+    return transport_map(S, Z.T @ Z / len(Z))
+
+
+@pytest.mark.parametrize("match_variance", [True, False])
+def test_score_is_the_kde_of_the_fit_endpoints(match_variance):
+    X = np.random.default_rng(11).normal(size=(50, 2)) @ [[1.0, 1.5], [0.0, 4.0]]
+    est = PathExtrapolationDensity(bandwidth=0.5, random_state=0,
+                                   match_variance=match_variance, **FAST).fit(X)
+    Y = np.random.default_rng(12).normal(size=(7, 2)) * 3
+    # The law: the endpoints' KDE, mapped by T about the mean (z-scores).
+    T = _law_map(est, X) if match_variance else np.eye(2)
+    np.testing.assert_allclose(est.shrinkage_, T, rtol=0, atol=1e-12)
+    z_end = (est.endpoints_ - est.location_) / est.scale_
+    unmapped = ((Y - est.location_) / est.scale_) @ np.linalg.inv(T)
+    log_norm, _, _ = brute_posterior(unmapped, z_end, 0.25)
     expected = (log_norm - np.log(len(z_end)) - np.log(2 * np.pi * 0.25)
-                - np.sum(np.log(est.scale_)))
+                - np.sum(np.log(est.scale_)) - np.linalg.slogdet(T)[1])
     np.testing.assert_allclose(est.score_samples(Y), expected, rtol=1e-11)
-    again = PathExtrapolationDensity(bandwidth=0.5, random_state=0, **FAST).fit(X)
+    again = PathExtrapolationDensity(bandwidth=0.5, random_state=0,
+                                     match_variance=match_variance, **FAST).fit(X)
     np.testing.assert_array_equal(again.endpoints_, est.endpoints_)  # deterministic
     assert np.all(np.isfinite(est.score_samples([[1e6, -1e6]])))
 
@@ -238,14 +254,19 @@ def test_sample_law_matches_the_scored_density():
     rng = np.random.default_rng(5)
     kde = (est.endpoints_[rng.integers(0, 2000, 1500), 0]
            + 0.3 * est.scale_[0] * rng.standard_normal(1500))
+    # Mapped about the mean by the variance-matching factor.
+    kde = est.location_[0] + _law_map(est, X)[0, 0] * (kde - est.location_[0])
     assert stats.ks_2samp(drawn, kde).pvalue > 1e-3  # false alarm 1e-3
 
 
 def test_grid_search_over_bandwidth_and_coefficient():
     X = np.random.default_rng(14).normal(size=(45, 2))
     grid = [0.02, 0.6, 3.0]
+    # Without variance matching, whose law tends to the fitted Gaussian as h
+    # grows (on these Gaussian rows the largest h wins).
     search = GridSearchCV(
-        PathExtrapolationDensity(random_state=0, **dict(FAST, n_steps=10)),
+        PathExtrapolationDensity(random_state=0, match_variance=False,
+                                 **dict(FAST, n_steps=10)),
         {"bandwidth": grid, "extrapolation_coef": [0.0, 0.4]}, cv=3,
     ).fit(X)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
