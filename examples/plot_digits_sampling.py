@@ -10,12 +10,13 @@ and the same grid: every estimator measures its bandwidth in standard
 deviations of its input, here the latent's.
 
 * ``GuidedDiffusionSampler``: its law at bandwidth h is the KDE of
-  bandwidth h in the latent's z-scores, contracted about the mean by
-  1/sqrt(1 + h**2) so that it keeps the latent's variances (its default
-  ``match_variance="auto"``; with ``match_variance=False`` it selects what
+  bandwidth h in the latent's z-scores, mapped about the mean so that it
+  keeps the latent's covariance (its default ``match_variance="auto"``; the
+  PCA scores are uncorrelated, so the map is a contraction by
+  1/sqrt(1 + h**2); with ``match_variance=False`` it selects what
   KernelDensity selects on the standardised latent);
-* ``MMSOLDSampler`` at ``smoothing=0``, where its density is the closed-form
-  KDE and the swarm keeps the data's mean and covariance exactly (score
+* ``MMSOLDSampler`` at ``smoothing=0``, where its density is that mapped KDE
+  in closed form and the swarm keeps the data's mean and covariance exactly (score
   smoothing in 15 dimensions is costly to calibrate and, at the benchmark's
   settings, degrades the samples: see the quality benchmark);
 * ``PathExtrapolationDensity``: identical-noise paths on half-splits of the
