@@ -64,10 +64,10 @@ def transport_map(law_covariance, spectrum):
 class VarianceMatchingMixin:
     """The map ``shrinkage_`` between an estimator's smoothed law and its output.
 
-    For estimators whose law, in internal coordinates, has the training
-    covariance plus ``kernel_variance`` times I: samples leave through the map,
-    densities are evaluated at the mapped-back rows with the map's
-    log-Jacobian.
+    For estimators whose law, in internal coordinates, is a Gaussian kernel
+    about centres (the patterns, or path extrapolation's endpoints): samples
+    leave through the map, densities are evaluated at the mapped-back rows
+    with the map's log-Jacobian.
     """
 
     def _fit_shrinkage(self, Z, kernel_variance, matched, law_centres=None):

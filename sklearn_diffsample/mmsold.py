@@ -34,8 +34,8 @@ from ._calibration import (
     importance_log_normalizer,
     solve_moment_tilt,
 )
-from ._matching import VarianceMatchingMixin
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
+from ._matching import VarianceMatchingMixin
 from ._parallel import chunk_sizes, fit_phase, run_chunks, seed_sequence
 from ._posterior import PatternPosterior
 
