@@ -42,6 +42,7 @@ from ._coordinates import offset_to_data
 from ._matching import VarianceMatchingMixin
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
 from ._posterior import _FLAT_VARIANCE, PatternPosterior, posterior_per_row
+from ._solvers import dpmpp_2m_denoised
 
 __all__ = ["PathExtrapolationDensity", "path_convergence", "path_direction"]
 
@@ -80,6 +81,17 @@ def bridge_times(beta, n_steps):
     return beta * (np.arange(n_steps + 1) / n_steps)
 
 
+def bridge_log_snr(tau, beta):
+    """lambda = -log s of the bridge posterior: -inf at tau = beta, +inf at 0.
+
+    Given x_beta, x_tau - (tau/beta) x_beta = alpha x_0 + sigma z with
+    alpha = 1 - tau/beta and sigma^2 = tau alpha, so alpha / sigma = 1 / s:
+    the dt step is the DDPM step of this variance-preserving form.
+    """
+    with np.errstate(divide="ignore"):
+        return 0.5 * (np.log(beta - tau) - np.log(beta * tau))
+
+
 def bridge_query(x_tau, x_beta, tau, beta):
     """Engine query (q, s^2) of the posterior over x_0 given x_tau and x_beta."""
     if tau >= beta:
@@ -105,7 +117,8 @@ def bridge_step_variance(tau, tau_next):
 
 
 def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
-                  variance_correction, record=(), report=None, from_index=None, to_index=0):
+                  variance_correction, order=1, record=(), report=None, from_index=None,
+                  to_index=0):
     """Run ``n_paths`` dt paths with one shared noise sequence.
 
     The paths start at ``x_start`` (m, d) on grid index ``from_index``
@@ -115,14 +128,27 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
     variances (n_paths, m) (or None); ``normal(k)``
     returns the shared standard normals (m, d) of step k.  Snapshots of the
     paths at the grid indices in ``record`` are returned with the endpoints.
+    ``order=2`` steps with the multistep data prediction of DPM-Solver++(2M)
+    (Lu et al. 2022, arXiv:2211.01095) in place of m, the midpoint form of
+    its stochastic variant: m + (m - m_prev) h / (2 h_prev), h the step in
+    the bridge's log-SNR (:func:`bridge_log_snr`).  The first two steps (from
+    lambda = -inf) and the last (to +inf) stay first order.
     """
     taus = bridge_times(beta, n_steps)
     from_index = n_steps if from_index is None else from_index
     x = np.repeat(np.asarray(x_start, dtype=np.float64)[None], n_paths, axis=0)
     snapshots = {from_index: x.copy()} if from_index in record else {}
+    log_snr = bridge_log_snr(taus, beta)
+    previous, h_previous = None, np.inf
     for k in range(from_index, to_index, -1):
         tau, tau_next = taus[k], taus[k - 1]
         mean, var = denoise(x, tau)
+        if order == 2:
+            h = log_snr[k - 1] - log_snr[k]
+            raw, mean = mean, dpmpp_2m_denoised(mean, previous, h, h_previous)
+            # The step below works in place on mean: keep raw for the next.
+            mean = mean.copy() if mean is raw else mean
+            previous, h_previous = raw, h
         noise_std = np.sqrt(bridge_step_variance(tau, tau_next))
         if variance_correction:
             # The dt step drops (dtau/tau)^2 Var(x_0 | x_tau, x_beta): put it back.
@@ -213,8 +239,16 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     beta : float, default=0.4
         Bridge length (the reference's imaginary time), in internal units
         (the paper's sigma_T = 5, beta = 10 is 0.4).
-    n_steps : int, default=100
+    n_steps : int, default=50
         Steps of the backward path; dtau = beta / n_steps.
+    order : {1, 2}, default=2
+        2: the dt step takes the multistep data prediction of DPM-Solver++(2M)
+        in place of the posterior mean (the midpoint form of its stochastic
+        variant): in the paper's 1-D Gaussian setting the endpoint std is
+        0.4% low after 50 such steps, against 2.0% after 100 first-order
+        ones.  1: the first-order dt step.  With ``variance_correction=True`` the steps are first order
+        whatever ``order`` says (the correction completes the first-order
+        step).  :ref:`design-path` has the measured effect.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
         Std h of the Gaussian added to every endpoint, in internal units (a
         multiple of the training data's standard deviations, see
@@ -323,6 +357,8 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         The training rows (data units), which the tower sampler returns.
     denoiser_ : str
         The denoiser of the dt paths, "exact" or "clustered".
+    order_ : int
+        The order of the dt steps in use (1 with ``variance_correction=True``).
     clusters_ : PatternClusters or None
         The partition of the patterns behind the clustered denoiser.
     posterior_ : PatternPosterior
@@ -396,6 +432,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         **BaseDiffusionDensity._parameter_constraints,
         "beta": [Interval(Real, 0, None, closed="neither")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "order": [Interval(Integral, 1, 2, closed="both")],
         "extrapolation": [StrOptions({"halves", "richardson", "none", "exact"})],
         "n_splits": [Interval(Integral, 1, None, closed="left")],
         "extrapolation_coef": [Interval(Real, None, None, closed="neither")],
@@ -411,8 +448,8 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     # The cache location does not shape the law.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
 
-    def __init__(self, *, beta=0.4, n_steps=100, bandwidth="auto", coordinates="standardized",
-                 extrapolation="halves",
+    def __init__(self, *, beta=0.4, n_steps=50, order=2, bandwidth="auto",
+                 coordinates="standardized", extrapolation="halves",
                  n_splits=2, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
                  denoiser="auto", match_variance=True, memory=None, batch_size=1024,
@@ -422,6 +459,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
                          verbose=verbose)
         self.beta = beta
         self.n_steps = n_steps
+        self.order = order
         self.extrapolation = extrapolation
         self.n_splits = n_splits
         self.extrapolation_coef = extrapolation_coef
@@ -457,6 +495,9 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
             Z, algorithm=self.algorithm if self.extrapolation == "exact" else None,
             random_state=fit_seed,
         )
+        # The correction completes the first-order step; the second-order
+        # mean already accounts for most of what it adds (overshoots, measured).
+        self.order_ = 1 if self.variance_correction else int(self.order)
         self.denoiser_, self.clusters_ = "exact", None
         if self._clustered(n):
             self.denoiser_ = "clustered"
@@ -566,7 +607,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         denoise = _engine_denoiser(posteriors, x_beta, self.beta,
                                    bool(self.variance_correction), clusters)
         k_ex = _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
-        steps = dict(beta=float(self.beta), n_steps=int(self.n_steps),
+        steps = dict(beta=float(self.beta), n_steps=int(self.n_steps), order=self.order_,
                      variance_correction=bool(self.variance_correction), report=report)
 
         def normal(k):
