@@ -66,15 +66,22 @@ def log_snr(alpha, sigma):
         return np.log(alpha) - np.log(sigma)
 
 
-def dpmpp_2m_denoised(denoised, denoised_prev, h, h_prev):
+def dpmpp_2m_denoised(denoised, denoised_prev, h, h_prev, out=None):
     """The second-order multistep denoiser of DPM-Solver++(2M) (Lu et al. 2022b).
 
     D = (1 + 1/(2r)) D_s - D_prev / (2r), r = h_prev / h, the two last log-SNR
     steps; a DDIM step with D in place of D_s is then second order in h.  With
     no previous step, or an infinite one (the first step from alpha = 0), it is
-    D_s: the first-order step.
+    D_s: the first-order step.  ``out`` (which may be ``denoised_prev``)
+    receives D when it is not D_s.
     """
     if denoised_prev is None or not np.isfinite(h_prev) or not np.isfinite(h):
         return denoised
     half_inverse_ratio = 0.5 * h / h_prev
-    return (1.0 + half_inverse_ratio) * denoised - half_inverse_ratio * denoised_prev
+    if out is None:
+        return (1.0 + half_inverse_ratio) * denoised - half_inverse_ratio * denoised_prev
+    # D_s + (D_s - D_prev) / (2r) without temporaries.
+    np.subtract(denoised_prev, denoised, out=out)
+    out *= -half_inverse_ratio
+    out += denoised
+    return out

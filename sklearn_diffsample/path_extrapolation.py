@@ -145,8 +145,9 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
         mean, var = denoise(x, tau)
         if order == 2:
             h = log_snr[k - 1] - log_snr[k]
-            raw, mean = mean, dpmpp_2m_denoised(mean, previous, h, h_previous)
-            # The step below works in place on mean: keep raw for the next.
+            # The step below works in place on mean: raw is kept for the
+            # next step, and the corrected mean takes the dead previous buffer.
+            raw, mean = mean, dpmpp_2m_denoised(mean, previous, h, h_previous, out=previous)
             mean = mean.copy() if mean is raw else mean
             previous, h_previous = raw, h
         noise_std = np.sqrt(bridge_step_variance(tau, tau_next))
@@ -239,14 +240,14 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     beta : float, default=0.4
         Bridge length (the reference's imaginary time), in internal units
         (the paper's sigma_T = 5, beta = 10 is 0.4).
-    n_steps : int, default=50
+    n_steps : int, default=100
         Steps of the backward path; dtau = beta / n_steps.
     order : {1, 2}, default=2
         2: the dt step takes the multistep data prediction of DPM-Solver++(2M)
         in place of the posterior mean (the midpoint form of its stochastic
         variant): in the paper's 1-D Gaussian setting the endpoint std is
-        0.4% low after 50 such steps, against 2.0% after 100 first-order
-        ones.  1: the first-order dt step.  With ``variance_correction=True`` the steps are first order
+        0.13% low after 100 such steps (0.4% after 50), against 2.0% after
+        100 first-order ones.  1: the first-order dt step.  With ``variance_correction=True`` the steps are first order
         whatever ``order`` says (the correction completes the first-order
         step).  :ref:`design-path` has the measured effect.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
@@ -448,7 +449,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     # The cache location does not shape the law.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
 
-    def __init__(self, *, beta=0.4, n_steps=50, order=2, bandwidth="auto",
+    def __init__(self, *, beta=0.4, n_steps=100, order=2, bandwidth="auto",
                  coordinates="standardized", extrapolation="halves",
                  n_splits=2, extrapolation_coef=0.4, variance_correction=False,
                  reference=None, n_reference_samples="auto", tau_ex=0.0, algorithm="auto",
