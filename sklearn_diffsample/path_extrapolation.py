@@ -247,9 +247,10 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         in place of the posterior mean (the midpoint form of its stochastic
         variant): in the paper's 1-D Gaussian setting the endpoint std is
         0.13% low after 100 such steps (0.4% after 50), against 2.0% after
-        100 first-order ones.  1: the first-order dt step.  With ``variance_correction=True`` the steps are first order
-        whatever ``order`` says (the correction completes the first-order
-        step).  :ref:`design-path` has the measured effect.
+        100 first-order ones.  1: the first-order dt step.  With
+        ``variance_correction=True`` the steps are first order whatever
+        ``order`` says (the correction completes the first-order step).
+        :ref:`design-path` has the measured effect.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
         Std h of the Gaussian added to every endpoint, in internal units (a
         multiple of the training data's standard deviations, see
