@@ -15,6 +15,10 @@ mean m in the bridge from x_tau to x_0:
     x_{tau - dtau} = (1 - dtau/tau) x_tau + (dtau/tau) m + gamma,
     gamma ~ N(0, dtau (tau - dtau)/tau I).
 
+It is the DDPM step of x_tau - (tau/beta) x_beta = alpha x_0 + sigma z
+(alpha = 1 - tau/beta, sigma^2 = tau alpha), so the estimator's default
+(``order=2``) feeds it DPM-Solver++(2M)'s multistep mean in place of m.
+
 Paths driven by different pattern sets but the same (x_beta, gamma) converge
 to the p = infinity path on a 1/sqrt(p) scale; :class:`PathExtrapolationDensity`
 extrapolates from half-set paths toward it, and :func:`path_convergence`
@@ -250,7 +254,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         100 first-order ones.  1: the first-order dt step.  With
         ``variance_correction=True`` the steps are first order whatever
         ``order`` says (the correction completes the first-order step).
-        :ref:`design-path` has the measured effect.
+        Ignored by ``"exact"``.  :ref:`design-path` has the measured effect.
     bandwidth : float or {"auto", "scott", "silverman"}, default="auto"
         Std h of the Gaussian added to every endpoint, in internal units (a
         multiple of the training data's standard deviations, see
