@@ -142,7 +142,7 @@ def _integrate_dt(x_start, denoise, normal, *, beta, n_steps, n_paths,
     from_index = n_steps if from_index is None else from_index
     x = np.repeat(np.asarray(x_start, dtype=np.float64)[None], n_paths, axis=0)
     snapshots = {from_index: x.copy()} if from_index in record else {}
-    log_snr = bridge_log_snr(taus, beta)
+    log_snr = bridge_log_snr(taus, beta) if order == 2 else None
     previous, h_previous = None, np.inf
     for k in range(from_index, to_index, -1):
         tau, tau_next = taus[k], taus[k - 1]
