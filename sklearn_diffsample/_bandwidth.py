@@ -76,7 +76,7 @@ def _splits(n):
     return [(order[:_HELD_OUT], order[_HELD_OUT:])]
 
 
-def heldout_bandwidth(Z, match_variance=False):
+def heldout_bandwidth(Z, match_variance=False, spectrum=None):
     """The isotropic bandwidth maximising the held-out KDE log-likelihood of Z.
 
     Parameters
@@ -87,6 +87,9 @@ def heldout_bandwidth(Z, match_variance=False):
     match_variance : bool, default=False
         Maximise the likelihood of the KDE mapped to Z's covariance about the
         origin (:func:`._matching.matching_map`) instead of the KDE's.
+    spectrum : tuple or None, default=None
+        Z's :func:`._matching.covariance_spectrum`, where the caller has it
+        (a fit maps with the same one); computed here otherwise.
 
     Returns
     -------
@@ -94,7 +97,8 @@ def heldout_bandwidth(Z, match_variance=False):
         In the units of Z; Scott's rule where fewer than 3 distinct rows exist.
     """
     Z = np.asarray(Z, dtype=np.float64)
-    spectrum = covariance_spectrum(Z) if match_variance else None  # of every row, as fit's
+    if match_variance and spectrum is None:
+        spectrum = covariance_spectrum(Z)  # of every row, as fit's
     Z = np.unique(Z, axis=0)
     n, d = Z.shape
     scale = float(np.sqrt(np.mean(np.var(Z, axis=0)))) if n > 1 else 0.0

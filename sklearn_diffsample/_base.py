@@ -74,7 +74,7 @@ def check_bandwidth_range(value, name="bandwidth"):
     return value
 
 
-def resolve_bandwidth(bandwidth, Z, match_variance=False):
+def resolve_bandwidth(bandwidth, Z, match_variance=False, spectrum=None):
     """A float bandwidth in the units of Z (the internal coordinates) from a
     number or a rule.
 
@@ -86,13 +86,14 @@ def resolve_bandwidth(bandwidth, Z, match_variance=False):
     (1 for standardised or whitened Z without constant features).
     ``match_variance`` makes ``"auto"`` maximise the likelihood of the KDE
     mapped about the origin to keep Z's covariance (the law of
-    ``GuidedDiffusionSampler(match_variance=True)``).
+    ``GuidedDiffusionSampler(match_variance=True)``), with Z's covariance
+    ``spectrum`` where the caller has it.
     """
     if not isinstance(bandwidth, str):
         return float(bandwidth)
     n, d = Z.shape
     if bandwidth == "auto":
-        return heldout_bandwidth(Z, match_variance)
+        return heldout_bandwidth(Z, match_variance, spectrum)
     if bandwidth == "scott":
         factor = n ** (-1.0 / (d + 4))
     elif bandwidth == "silverman":

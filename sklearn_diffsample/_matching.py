@@ -70,20 +70,23 @@ class VarianceMatchingMixin:
     with the map's log-Jacobian.
     """
 
-    def _fit_shrinkage(self, Z, kernel_variance, matched, law_centres=None):
+    def _fit_shrinkage(self, Z, kernel_variance, matched, law_centres=None, spectrum=None):
         """Set ``shrinkage_`` for the patterns Z (the identity when not matched).
 
         The smoothed law is centred on ``law_centres`` (default Z itself) with
-        a kernel of ``kernel_variance``; the map takes its covariance to Z's.
+        a kernel of ``kernel_variance``; the map takes its covariance to Z's,
+        whose :func:`covariance_spectrum` is ``spectrum`` when given.
         """
         if not matched:
             self.shrinkage_ = np.eye(Z.shape[1])
-        elif law_centres is None:
-            self.shrinkage_ = matching_map(covariance_spectrum(Z), kernel_variance)[0]
+            return
+        spectrum = covariance_spectrum(Z) if spectrum is None else spectrum
+        if law_centres is None:
+            self.shrinkage_ = matching_map(spectrum, kernel_variance)[0]
         else:
             centres = np.asarray(law_centres, dtype=np.float64)
             S = centres.T @ centres / centres.shape[0] + kernel_variance * np.eye(Z.shape[1])
-            self.shrinkage_ = transport_map(S, covariance_spectrum(Z))
+            self.shrinkage_ = transport_map(S, spectrum)
 
     def _output_to_data(self, Z):
         """Rows of the smoothed law (internal coordinates) as output, in data units."""

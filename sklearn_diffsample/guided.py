@@ -31,7 +31,7 @@ from ._base import (
 from ._clustered import denoiser_is_clustered
 from ._conditional import beyond_class_reach, encode_fit_labels, encode_labels, score_by_class
 from ._likelihood import probability_flow_log_density
-from ._matching import VarianceMatchingMixin
+from ._matching import VarianceMatchingMixin, covariance_spectrum
 from ._parallel import chunk_slices, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
 from ._score_models import SCORE_MODELS, EmpiricalScore, GaussianScore, guided_combination
@@ -408,9 +408,12 @@ class GuidedDiffusionSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         Z = self._fit_coordinates(X)
         matched = (classes is None if isinstance(self.match_variance, str)
                    else bool(self.match_variance)) and not self.final_denoise
-        self.bandwidth_ = check_bandwidth_range(resolve_bandwidth(self.bandwidth, Z, matched))
+        # One spectrum for the bandwidth search and the map.
+        spectrum = covariance_spectrum(Z) if matched else None
+        self.bandwidth_ = check_bandwidth_range(
+            resolve_bandwidth(self.bandwidth, Z, matched, spectrum))
         h0_sq = float(self.data_bandwidth) ** 2
-        self._fit_shrinkage(Z, self.bandwidth_**2 + h0_sq, matched)
+        self._fit_shrinkage(Z, self.bandwidth_**2 + h0_sq, matched, spectrum=spectrum)
         for name in ("classes_", "posterior_", "mean_", "covariance_",
                      "class_means_", "class_covariances_"):
             self.__dict__.pop(name, None)

@@ -35,7 +35,7 @@ from ._calibration import (
     solve_moment_tilt,
 )
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
-from ._matching import VarianceMatchingMixin
+from ._matching import VarianceMatchingMixin, covariance_spectrum
 from ._parallel import chunk_sizes, fit_phase, run_chunks, seed_sequence
 from ._posterior import PatternPosterior
 
@@ -216,11 +216,12 @@ def _swarm_and_draws(d, batch_size, n_smoothing_draws):
     return swarm_size, n_draws
 
 
-def _resolve_scales(Z, bandwidth, smoothing, matched):
+def _resolve_scales(Z, bandwidth, smoothing, spectrum):
     """delta from a number or a rule ("auto": held-out likelihood of pi_delta,
-    mapped to the data's covariance when ``matched``), and sigma from a number
-    or "auto" (= delta), both checked."""
-    delta = check_bandwidth_range(resolve_bandwidth(bandwidth, Z, matched))
+    mapped to the data's covariance when Z's covariance ``spectrum`` is
+    given), and sigma from a number or "auto" (= delta), both checked."""
+    matched = spectrum is not None
+    delta = check_bandwidth_range(resolve_bandwidth(bandwidth, Z, matched, spectrum))
     sigma = delta if smoothing == "auto" else float(smoothing)
     if sigma > 0:
         check_bandwidth_range(sigma, name="smoothing")
@@ -547,9 +548,10 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         swarm_size, n_draws = _swarm_and_draws(d, self.batch_size, self.n_smoothing_draws)
         seeds = seed_sequence(self.random_state).spawn(4)
         Z = self._fit_coordinates(X)
+        # One spectrum for the bandwidth search and the map.
+        spectrum = covariance_spectrum(Z) if self.match_variance else None
         with fit_phase(self, "bandwidth"):
-            delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing,
-                                           bool(self.match_variance))
+            delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing, spectrum)
         estimator = self.score_estimator
         if estimator == "auto":
             estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "knn"
@@ -566,7 +568,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         self.target_covariance_ = self._covariance_to_data(Sigma)
         self.posterior_ = posterior
         self.swarm_mean_, self.swarm_scale_ = mu, A
-        self._fit_shrinkage(Z, delta**2, bool(self.match_variance))
+        self._fit_shrinkage(Z, delta**2, bool(self.match_variance), spectrum=spectrum)
         _calibrate(self, seeds[2], seeds[3])
         return self
 
