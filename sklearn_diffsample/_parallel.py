@@ -132,21 +132,34 @@ class Progress:
     def _advance(self, n):
         if n <= 0:
             return
-        self._count += n
+        before, self._count = self._count, self._count + n
         if self._bar is not None:
             self._bar.update(n)
-        elif self._count == self.total or self._count % max(self.total // 50, 1) == 0:
-            sys.stderr.write(f"\r{self._desc}: {self._count}/{self.total}")
+            return
+        # A terminal redraws one line 50 times; a log file gets a whole line
+        # at each tenth instead of one ever-growing line of carriage returns.
+        interactive = _is_terminal(sys.stderr)
+        every = max(self.total // (50 if interactive else 10), 1)
+        if self._count == self.total or self._count // every > before // every:
+            line = f"{self._desc}: {self._count}/{self.total}"
+            sys.stderr.write(f"\r{line}" if interactive else f"{line}\n")
             sys.stderr.flush()
 
     def close(self):
         if self._bar is not None:
             self._bar.close()
-        elif self.verbose:
+        elif self.verbose and _is_terminal(sys.stderr):
             sys.stderr.write("\n")
 
     def __reduce__(self):
         return (Progress, (0, "", 0))
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 @contextmanager

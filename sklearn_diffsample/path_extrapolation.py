@@ -510,7 +510,8 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
             self.clusters_ = PatternClusters(self.posterior_, default_n_clusters(n), fit_seed)
         m = self.n_reference_samples
         self.n_reference_samples_ = auto_reference_count(n) if m == "auto" else int(m)
-        self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False)
+        self.endpoints_ = self._draw(self.n_reference_samples_, seed, smooth=False,
+                                     desc="fit: reference paths")
         self.endpoint_posterior_ = PatternPosterior(self._to_internal(self.endpoints_))
         self._fit_endpoint_shrinkage(Z)
         return self
@@ -566,11 +567,11 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         n_samples, seed = self._start_draw(n_samples, random_state)
         return self._run_draw(partial(self._draw, smooth=False), n_samples, seed)
 
-    def _draw(self, n_samples, seed, *, smooth):
+    def _draw(self, n_samples, seed, *, smooth, desc="sampling paths"):
         parts = run_chunks(partial(self._draw_chunk, smooth=smooth),
                            chunk_sizes(n_samples, self.batch_size), seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
-                           steps_per_chunk=int(self.n_steps), desc="paths", prefer=_JOBLIB_PREFER)
+                           steps_per_chunk=int(self.n_steps), desc=desc, prefer=_JOBLIB_PREFER)
         return np.vstack(parts)
 
     def _draw_chunk(self, size, rng, report, smooth):

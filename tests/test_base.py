@@ -4,7 +4,9 @@
 ``sample`` runs a toy Langevin-like dynamics through the real chunked driver.
 """
 
+import io
 import pickle
+import sys
 from numbers import Real
 
 import numpy as np
@@ -132,6 +134,40 @@ def test_progress_bar_reports_every_step(fitted, capsys):
         est.set_params(verbose=0)
     err = capsys.readouterr().err
     assert "9/9" in err  # 3 chunks x 3 steps
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal):
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self):
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_without_tqdm_redraws_a_terminal_and_writes_whole_lines_to_a_file(
+        terminal, monkeypatch):
+    from sklearn_diffsample._parallel import Progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain fallback
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    stream = _Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = Progress(200, "steps", verbose=1)
+    for chunk in range(4):
+        for _ in range(45):
+            bar.step(chunk)
+        bar.chunk_done(chunk, 50)  # credits the 5 steps a worker did not report
+    bar.close()
+    out = stream.getvalue()
+    if terminal:
+        # About 50 redraws (a credit that jumps two fiftieths draws once).
+        assert 45 <= out.count("\r") <= 50 and out.endswith("\rsteps: 200/200\n")
+    else:
+        # One line at each tenth, none lost where a credit jumps past one.
+        assert "\r" not in out
+        assert out.splitlines() == [f"steps: {k}/200" for k in range(20, 201, 20)]
 
 
 def test_bandwidth_rules_follow_the_data_scale():
