@@ -366,6 +366,7 @@ def main(argv=None):
     target_lines, verdicts = targets(rows)
     png = _common.stem("quality", args.quick) + "_samples.png"
     plot(examples, list(cfg["targets"]), _common.RESULTS / png)
+    grid = bandwidth_grid()
     lines = _common.header("Quality benchmark (benchmark table 1)", "bench_quality.py",
                            args.quick, started, info)
     lines += [
@@ -376,8 +377,9 @@ def main(argv=None):
         "and seed (SW2, DCR ratio and copy rate are their mean; MMD and C2ST AUC come from the "
         "first). The estimators of the package appear twice: at their defaults (bandwidth "
         "\"auto\", the value it chose shown as bandwidth_) and (CV) tuned as the command line's "
-        "--cv tunes them, GridSearchCV over its bandwidth grid (0.03 to 1 in internal units, 8 "
-        "values) by held-out log-likelihood, path extrapolation with a memory for the search; "
+        f"--cv tunes them, GridSearchCV over its bandwidth grid ({grid[0]:g} to {grid[-1]:g} "
+        f"in internal units, {grid.size} values) by held-out log-likelihood, path "
+        "extrapolation with a memory for the search; "
         "every other parameter at its default. Baselines: KernelDensity by GridSearchCV over "
         f"{cfg['kde_grid']} bandwidths, GaussianMixture by BIC up to {cfg['gmm_max']} components, "
         f"sigma-CFDM ({cfg['cfdm_steps']} Euler steps x 8 smoothing draws; its smoothing by "

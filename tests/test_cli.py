@@ -70,6 +70,44 @@ def test_cv_search_of_path_extrapolation_caches_its_endpoints_for_the_search(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("grid, edge", [((0.001, 0.002), "largest"),
+                                        ((1.0, 2.0), "smallest"),
+                                        ((0.002, 0.1, 3.0), None)])
+def test_cv_warns_when_it_chooses_an_end_of_the_grid(monkeypatch, capsys, grid, edge):
+    from argparse import Namespace
+
+    import sklearn_diffsample.__main__ as cli
+
+    # Two tight clusters: the held-out likelihood peaks near 0.1 standard deviations.
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-3.0, 0.5, size=(30, 2)), rng.normal(3.0, 0.5, size=(30, 2))])
+    monkeypatch.setattr(cli, "bandwidth_grid", lambda: np.asarray(grid))
+    params = dict(random_state=0, n_steps=3)
+    cli._fit_and_sample(cli._estimator_class("guided"), params, X,
+                        Namespace(cv=3, n=2, random_state=0))
+    err = capsys.readouterr().err
+    if edge is None:
+        assert params["bandwidth"] == 0.1 and "warning" not in err
+    else:
+        assert f"the cross-validated bandwidth is the grid's {edge} value" in err
+
+
+def test_the_cli_grid_holds_the_optima_of_higher_dimensional_tables():
+    # Wine (13-D) and breast cancer (30-D) peak at about 0.9 and 1.3 data
+    # standard deviations: inside the grid, not on its last value.
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_diffsample import GuidedDiffusionSampler
+    from sklearn_diffsample.__main__ import bandwidth_grid
+
+    X = load_breast_cancer().data
+    grid = bandwidth_grid()
+    search = GridSearchCV(GuidedDiffusionSampler(n_steps=2), {"bandwidth": grid},
+                          cv=KFold(3, shuffle=True, random_state=0)).fit(X)
+    assert 0.9 < search.best_params_["bandwidth"] < grid[-1]
+
+
 @pytest.mark.parametrize("content, message", [
     ("a,b\n1,2\n3,x\n", "column 2 ('b'): 'x' is not a number"),
     ("1,2\n3\n", "has 1 columns, expected 2"),
