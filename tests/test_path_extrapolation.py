@@ -414,9 +414,9 @@ def test_extrapolation_from_an_intermediate_time():
 
 
 def test_auto_reference_count_follows_the_training_size():
-    # "auto" draws 4N endpoints within [500, 2000], never more than 20N.
+    # "auto" draws 4N endpoints within [500, 4000], never more than 20N.
     rng = np.random.default_rng(0)
-    for n, expected in ((20, 400), (30, 500), (300, 1200), (420, 1680), (600, 2000)):
+    for n, expected in ((20, 400), (30, 500), (300, 1200), (600, 2400), (1100, 4000)):
         est = PathExtrapolationDensity(n_steps=2, n_splits=1, random_state=0)
         est.fit(rng.normal(size=(n, 2)))
         assert est.n_reference_samples_ == expected
