@@ -199,7 +199,7 @@ def _fit_and_sample(cls, params, X, args):
         search = _bandwidth_search(cls, params, X, args.cv)
         params["bandwidth"] = float(search.best_params_["bandwidth"])
         print(f"cross-validated bandwidth: {params['bandwidth']:.6g}", file=sys.stderr)
-        _warn_on_grid_edge(params["bandwidth"], bandwidth_grid())
+        _warn_on_grid_edge(params["bandwidth"], search.param_grid["bandwidth"])
     return cls(**params).fit(X).sample(args.n, random_state=args.random_state)
 
 

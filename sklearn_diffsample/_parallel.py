@@ -106,6 +106,9 @@ class Progress:
         self._lock = threading.Lock()
         self._bar = None
         self._count = 0
+        # A terminal redraws one line 50 times; a log file gets a whole line
+        # at each tenth instead of one ever-growing line of carriage returns.
+        self._interactive = bool(verbose) and _is_terminal(sys.stderr)
         if verbose:
             try:
                 from tqdm.auto import tqdm
@@ -136,19 +139,16 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
             return
-        # A terminal redraws one line 50 times; a log file gets a whole line
-        # at each tenth instead of one ever-growing line of carriage returns.
-        interactive = _is_terminal(sys.stderr)
-        every = max(self.total // (50 if interactive else 10), 1)
+        every = max(self.total // (50 if self._interactive else 10), 1)
         if self._count == self.total or self._count // every > before // every:
             line = f"{self._desc}: {self._count}/{self.total}"
-            sys.stderr.write(f"\r{line}" if interactive else f"{line}\n")
+            sys.stderr.write(f"\r{line}" if self._interactive else f"{line}\n")
             sys.stderr.flush()
 
     def close(self):
         if self._bar is not None:
             self._bar.close()
-        elif self.verbose and _is_terminal(sys.stderr):
+        elif self._interactive:
             sys.stderr.write("\n")
 
     def __reduce__(self):
