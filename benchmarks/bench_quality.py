@@ -24,18 +24,16 @@ Writes ``benchmarks/results/quality_bench{,_quick}.md``/``.json`` and
 ``quality{,_quick}_samples.png``.
 """
 
-import tempfile
 import time
 import warnings
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, KFold
 
 import _common
 from _baselines import MLPDDPM, SigmaCFDM, gmm_bic, kde_cv, torch_available
-from sklearn_diffsample.__main__ import bandwidth_grid
+from sklearn_diffsample.__main__ import _bandwidth_search, bandwidth_grid
 from sklearn_diffsample.datasets import load_digits_pca, make_target
 from sklearn_diffsample.guided import GuidedDiffusionSampler
 from sklearn_diffsample.metrics import c2st_auc, memorization, mmd, sliced_wasserstein
@@ -87,21 +85,16 @@ def datasets(cfg):
 
 
 def select(est, grid_name, grid, X, folds, scoring=None):
-    """GridSearchCV on the shared folds; returns (best params, seconds, cv table).
-
-    An estimator with a ``memory`` searches with a cache that lives for the
-    search, as the command line's ``--cv`` does; ``est`` itself keeps none.
-    """
+    """GridSearchCV on the shared folds; returns (best params, seconds, cv table)."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as cache:
-        searched = est
-        if "memory" in est.get_params():
-            searched = clone(est).set_params(memory=cache)
-        search = GridSearchCV(searched, {grid_name: list(grid)}, cv=folds, scoring=scoring,
-                              refit=False, error_score="raise").fit(X)
-    table = [(float(p[grid_name]), float(s)) for p, s in
-             zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])]
-    return search.best_params_, time.perf_counter() - start, table
+    search = GridSearchCV(est, {grid_name: list(grid)}, cv=folds, scoring=scoring,
+                          refit=False, error_score="raise").fit(X)
+    return search.best_params_, time.perf_counter() - start, cv_table(search, grid_name)
+
+
+def cv_table(search, grid_name):
+    return [(float(p[grid_name]), float(s)) for p, s in
+            zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])]
 
 
 # sigma-CFDM's CV samples from every candidate on every fold: it runs on the first
@@ -133,9 +126,16 @@ def build(method, X, folds, cfg, dataset=None, seed=None):
         return ESTIMATORS[method](random_state=0), {"param": "bandwidth_", "value": None,
                                                     "select_s": 0.0, "criterion": "auto"}
     if method.endswith(" (CV)"):
-        est = ESTIMATORS[method[:-len(" (CV)")]](random_state=0)
-        name, grid, scoring = "bandwidth", bandwidth_grid(), None
-    elif method == "sigma-CFDM":
+        # The command line's own search: its grid, and path extrapolation's
+        # endpoints cached for the search.
+        cls, params = ESTIMATORS[method[:-len(" (CV)")]], {"random_state": 0}
+        start = time.perf_counter()
+        search = _bandwidth_search(cls, params, X, folds)
+        best = search.best_params_["bandwidth"]
+        return cls(bandwidth=best, **params), {
+            "param": "bandwidth", "value": best, "select_s": time.perf_counter() - start,
+            "criterion": "log-lik", "cv_table": cv_table(search, "bandwidth")}
+    if method == "sigma-CFDM":
         est = SigmaCFDM(n_steps=cfg["cfdm_steps"])
         name, grid, scoring = "smoothing", np.geomspace(0.005, 0.3, cfg["cfdm_grid"]), sw2_scorer
     key = (dataset, method)
