@@ -2,7 +2,7 @@
 
 Target: the 20-cluster Gaussian mixture of ``bench_denoiser.py`` in d = 16,
 N = 10,000 rows (quick: 3000), PathExtrapolationDensity at its defaults
-(2000 reference endpoints drawn at fit, 100 second-order steps, 2 half-splits) with
+(4000 reference endpoints drawn at fit, 100 second-order steps, 2 half-splits) with
 ``denoiser="exact"`` and ``denoiser="clustered"`` (the default from 10,000
 rows); fit and 2000 samples (quick: 200 endpoints and 300 samples) with the
 same seeds.  Reported: fit and sampling seconds, the speed-up of fit +

@@ -164,13 +164,16 @@ def draw_seeds(seed, cfg):
 
 def sample_metrics(draws, X, X_test, cfg, copies=True):
     """SW2, DCR ratio and copy rate averaged over ``draws``; MMD and C2ST of the first."""
-    mems = [memorization(S, X, X_test) for S in draws]
     sw2s = [sw2(S, X_test) for S in draws]
-    return {"sw2": float(np.mean(sw2s)), "sw2_draws": sw2s,
-            "mmd": mmd(draws[0], X_test, random_state=0),
-            "c2st": c2st_auc(X_test, draws[0], cv=cfg["c2st_cv"], random_state=0),
-            "dcr": float(np.mean([m.dcr_ratio for m in mems])) if copies else None,
-            "copy": float(np.mean([m.copy_rate for m in mems])) if copies else None}
+    out = {"sw2": float(np.mean(sw2s)), "sw2_draws": sw2s,
+           "mmd": mmd(draws[0], X_test, random_state=0),
+           "c2st": c2st_auc(X_test, draws[0], cv=cfg["c2st_cv"], random_state=0),
+           "dcr": None, "copy": None}
+    if copies:
+        mems = [memorization(S, X, X_test) for S in draws]
+        out["dcr"] = float(np.mean([m.dcr_ratio for m in mems]))
+        out["copy"] = float(np.mean([m.copy_rate for m in mems]))
+    return out
 
 
 def evaluate(method, X, X_test, cfg, seed, dataset=None):
