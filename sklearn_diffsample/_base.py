@@ -276,9 +276,18 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         return log_jacobian(self.scale_, self.whitening_)
 
     def _validate_fit_data(self, X, **kwargs):
-        return validate_data(self, X, dtype=[np.float64, np.float32], **kwargs).astype(
+        X = validate_data(self, X, dtype=[np.float64, np.float32], **kwargs).astype(
             np.float64, copy=False
         )
+        if not np.ptp(X, axis=0).any():
+            # One point has no spread to set the coordinates or the bandwidth
+            # from: variance matching would collapse every sample onto it.
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 distinct rows to learn a "
+                f"density, got n_samples = {X.shape[0]} with "
+                f"{'one row' if X.shape[0] == 1 else 'every row the same'}."
+            )
+        return X
 
     def _validate_query(self, X):
         self._check_call()

@@ -487,12 +487,6 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
         if self.memory is not None:
             return self._fit_from_memory(X)
         n, d = X.shape
-        if self.extrapolation in ("halves", "richardson") and n < 2:
-            raise ValueError(
-                f"extrapolation={self.extrapolation!r} splits the training set in "
-                f"halves and needs at least 2 samples, got n_samples = {n}; use "
-                "extrapolation='none' or more data."
-            )
         ref_mean, ref_scale = _check_reference(self.reference, d)
         _grid_index(self.tau_ex, float(self.beta), int(self.n_steps), "tau_ex")
         Z = self._fit_coordinates(X)

@@ -16,6 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.estimator_checks import check_estimator
 
+import sklearn_diffsample
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample._base import (
     BaseDiffusionDensity,
@@ -110,6 +111,21 @@ def test_sample_argument_checks(fitted):
         _ToyKDE().sample(3)
     with pytest.raises(ValueError, match="random_state"):
         est.sample(3, random_state="seed")
+
+
+@pytest.mark.parametrize("name", ["GuidedDiffusionSampler", "MMSOLDSampler",
+                                  "PathExtrapolationDensity"])
+def test_a_single_point_is_refused_with_what_is_missing(name):
+    # One point, however often repeated, has no spread for the coordinates
+    # or the bandwidth: before, every sample was a copy of it.
+    cls = getattr(sklearn_diffsample, name)
+    row = np.array([[1.0, -2.0, 3.0]])
+    with pytest.raises(ValueError, match="2 distinct rows.*n_samples = 1 with one row"):
+        cls().fit(row)
+    with pytest.raises(ValueError, match="n_samples = 4 with every row the same"):
+        cls().fit(np.repeat(row, 4, axis=0))
+    two = np.vstack([row, row + 1e-3])
+    assert np.isfinite(cls(random_state=0).fit(two).score_samples(two)).all()
 
 
 def test_failed_fit_leaves_the_fitted_estimator_unchanged(fitted):
