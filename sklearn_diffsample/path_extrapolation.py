@@ -387,6 +387,12 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     shrinkage_ : ndarray of shape (n_features, n_features)
         The symmetric map applied to the samples about the training mean in
         internal coordinates (the identity with ``match_variance=False``).
+    classes_ : ndarray of shape (n_classes,)
+        Class labels seen by ``fit(X, y)``; absent after an unlabelled fit.
+    class_models_ : list of PathExtrapolationDensity
+        One estimator per class, fitted on that class's rows with these
+        parameters (its own bandwidth, paths and endpoints):
+        ``sample(n, y=label)`` and ``score_samples(X, y=label)`` use them.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -457,6 +463,7 @@ class PathExtrapolationDensity(VarianceMatchingMixin, BaseDiffusionDensity):
     }
     # The cache location does not shape the law.
     _call_time_params = (*BaseDiffusionDensity._call_time_params, "memory")
+    _per_class_models = True
 
     def __init__(self, *, beta=0.4, n_steps=100, order=2, bandwidth="auto",
                  coordinates="standardized", extrapolation="halves",

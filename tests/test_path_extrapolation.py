@@ -294,6 +294,30 @@ def test_sample_law_matches_the_scored_density():
     assert stats.ks_2samp(drawn, kde).pvalue > 1e-3  # false alarm 1e-3
 
 
+def test_labels_give_one_model_per_class():
+    # Conditioning on a class is the estimator fitted on that class's rows
+    # alone: the same endpoints, draws and scores.
+    rng = np.random.default_rng(21)
+    X = np.vstack([rng.normal(-3.0, 0.5, (40, 2)), rng.normal(3.0, 0.8, (30, 2))])
+    y = np.repeat(["a", "b"], [40, 30])
+    est = PathExtrapolationDensity(random_state=0, **FAST).fit(X, y)
+    assert est.classes_.tolist() == ["a", "b"]
+    for k, label in enumerate(("a", "b")):
+        alone = PathExtrapolationDensity(random_state=0, **FAST).fit(X[y == label])
+        np.testing.assert_array_equal(est.class_models_[k].endpoints_, alone.endpoints_)
+        Q = rng.normal(size=(5, 2)) * 3
+        np.testing.assert_allclose(est.score_samples(Q, y=label), alone.score_samples(Q),
+                                   rtol=1e-12)
+    labels = np.arange(20) % 2
+    S = est.sample(20, 7, y=est.classes_[labels])
+    for k in range(2):
+        child = np.random.SeedSequence(7).spawn(k + 1)[k]
+        np.testing.assert_array_equal(S[labels == k], est.class_models_[k].sample(10, child))
+    # Every class-"b" draw lies on b's side, far from a's cluster.
+    assert np.all(S[labels == 1].sum(axis=1) > 0)
+    assert np.all(S[labels == 0].sum(axis=1) < 0)
+
+
 def test_grid_search_over_bandwidth_and_coefficient():
     X = np.random.default_rng(14).normal(size=(45, 2))
     grid = [0.02, 0.6, 3.0]
