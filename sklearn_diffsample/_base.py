@@ -234,7 +234,7 @@ class BaseDiffusionDensity(DensityMixin, BaseEstimator):
         codes, classes = encode_fit_labels(X, y)
         if classes is not None:
             self.classes_ = classes
-            self.class_models_ = fit_class_models(self, X, codes)
+            self.class_models_ = fit_class_models(self, X, codes, classes)
 
     def _law_params_hash(self):
         params = self.get_params(deep=False)

@@ -62,9 +62,17 @@ def encode_labels(estimator, values, n_rows):
     return np.array([known[u] for u in uniques.tolist()], dtype=np.intp)[inverse]
 
 
-def fit_class_models(estimator, X, codes):
+def fit_class_models(estimator, X, codes, classes):
     """One unfitted copy of ``estimator`` per class code, fitted on that class's rows."""
-    return [clone(estimator).fit(X[codes == k]) for k in range(int(codes.max()) + 1)]
+    models = []
+    for k, label in enumerate(classes.tolist()):
+        rows = X[codes == k]
+        try:
+            models.append(clone(estimator).fit(rows))
+        except ValueError as exc:
+            # The copy only sees its class's rows: name the class.
+            raise ValueError(f"Class {label!r}: {exc}") from exc
+    return models
 
 
 def sample_by_class(models, codes, seed, n_features):

@@ -126,6 +126,11 @@ def test_a_single_point_is_refused_with_what_is_missing(name):
         cls().fit(np.repeat(row, 4, axis=0))
     two = np.vstack([row, row + 1e-3])
     assert np.isfinite(cls(random_state=0).fit(two).score_samples(two)).all()
+    if cls._per_class_models:
+        # A class of one point is refused by name.
+        X = np.vstack([np.random.default_rng(3).normal(size=(12, 3)), row])
+        with pytest.raises(ValueError, match="Class 'b': .*n_samples = 1 with one row"):
+            cls(n_steps=5, random_state=0).fit(X, np.repeat(["a", "b"], [12, 1]))
 
 
 def test_failed_fit_leaves_the_fitted_estimator_unchanged(fitted):
