@@ -60,9 +60,10 @@ _SMALL_BLOCK_ELEMENTS = 2**17
 # Measured with one BLAS thread on 1024 queries: 1.2-1.75x faster at 50 to
 # 400 patterns in 2 to 30 dimensions, level at 800, 0.9x from 1600 on.
 _PATTERN_MAJOR_MAX_PATTERNS = 512
-# There the logits are float32 while every one of a call's is below 2^14 in
-# magnitude, where float32 rounds them by at most 2^-10: weights off by 0.1%
-# at worst, and only between patterns that compete for a query.
+# Sampling-grade means form their logits in float32 while every one of a
+# call's is below 2^14 in magnitude, where float32 rounds them by at most
+# 2^-10: weights off by 0.1% at worst, and only between patterns that compete
+# for a query.
 _FLOAT32_LOGIT_BOUND = 2.0**14
 # Weights that are multiplied by one another (offset_log_density's two factors,
 # halving_log_density's squares) are floored at e^-354, so that every product
@@ -723,7 +724,8 @@ def _shifted_logits(logit_rows, centred, inv_s2):
         sl = slice(start, start + rows)
         q = centred[sl]
         ones = np.ones((q.shape[0], 1))
-        logits = np.hstack([q * inv_s2, ones * inv_s2, ones]) @ logit_rows
+        factors = np.hstack([q * inv_s2, ones * inv_s2, ones])
+        logits = factors.astype(logit_rows.dtype, copy=False) @ logit_rows
         # argmax and a gather: max along short rows is 3x slower.
         arg = logits.argmax(axis=1)
         top = np.take_along_axis(logits, arg[:, None], axis=1)
@@ -753,9 +755,26 @@ def _float32_weights(shifted_logits):
     return np.exp(weights, out=weights)
 
 
+def _mean_logit_rows(logit_rows, centred, inv_s2):
+    """``logit_rows`` in float32 where :data:`_FLOAT32_LOGIT_BOUND` holds for
+    every logit of the call, else as they are (float64).
+
+    The bound is |L| <= (|q| |x| + |x|^2 / 2) / s2 + |log w| about the offset.
+    Over few patterns the products cost as much as the passes over their
+    output, over many the products dominate: float32 halves both.  At the
+    bridge's smallest variances, where |L| is largest, one pattern carries
+    a query, and the calls beyond the bound stay float64.
+    """
+    x_sq = -2.0 * float(logit_rows[-2].min())
+    q_sq = float(np.einsum("md,md->m", centred, centred).max(initial=0.0))
+    largest = inv_s2 * (math.sqrt(q_sq * x_sq) + 0.5 * x_sq) - float(logit_rows[-1].min())
+    return logit_rows.astype(np.float32) if largest < _FLOAT32_LOGIT_BOUND else logit_rows
+
+
 def _sampling_means(logit_rows, totals, centred, inv_s2):
     """Posterior means at the rows of ``centred`` (about the engine's offset)."""
     out = np.empty_like(centred)
+    logit_rows = _mean_logit_rows(logit_rows, centred, inv_s2)
     for sl, _, weights, _ in _sampling_blocks(logit_rows, centred, inv_s2):
         weighted = weights @ totals
         out[sl] = weighted[:, :-1] / weighted[:, -1:]
@@ -763,25 +782,13 @@ def _sampling_means(logit_rows, totals, centred, inv_s2):
 
 
 def _sampling_means_by_pattern(logit_rows, totals, centred, inv_s2):
-    """:func:`_sampling_means` on (patterns x queries) blocks, for few patterns.
-
-    Over so few patterns the products cost as much as the passes over their
-    output, and float32 logits halve both: a wine fold's path fit took 0.08 s
-    against 0.10-0.12 s, its endpoints identical (measured).  They are taken
-    where :data:`_FLOAT32_LOGIT_BOUND` holds, from the bound
-    |L| <= (|q| |x| + |x|^2 / 2) / s2 + |log w| about the offset: at the
-    bridge's smallest variances, where |L| is largest, one pattern carries a
-    query.
-    """
-    x_sq = -2.0 * float(logit_rows[-2].min())
-    q_sq = float(np.einsum("md,md->m", centred, centred).max(initial=0.0))
-    largest = inv_s2 * (math.sqrt(q_sq * x_sq) + 0.5 * x_sq) - float(logit_rows[-1].min())
-    dtype = np.float32 if largest < _FLOAT32_LOGIT_BOUND else np.float64
-    patterns_logit_rows = logit_rows.T.astype(dtype)
+    """:func:`_sampling_means` on (patterns x queries) blocks, for few patterns."""
+    patterns_logit_rows = _mean_logit_rows(logit_rows, centred, inv_s2).T
     totals_by_pattern = totals.T  # a view: BLAS reads it as it is stored
     cols = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 8)
     out = np.empty_like(centred)
-    factors = np.empty((logit_rows.shape[0], min(cols, centred.shape[0])), dtype=dtype)
+    factors = np.empty((logit_rows.shape[0], min(cols, centred.shape[0])),
+                       dtype=patterns_logit_rows.dtype)
     for start in range(0, centred.shape[0], cols):
         q = centred[start:start + cols]
         f = factors[:, :q.shape[0]]
