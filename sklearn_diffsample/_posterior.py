@@ -387,12 +387,12 @@ class PatternPosterior:
         """Posterior means to the accuracy a sampler needs, summed in float32.
 
         Every pattern is summed, as in ``query(queries, s2, mean=True)``, but
-        the weights and their sums are float32 (the logits stay float64 until
-        their maximum is taken off): 1.0-1.6x faster than exact sums on 80
-        to 10,000 patterns at kernel variances 0.01 to 1 (measured), and the
-        means agree to about 1e-5 of the pattern spread, far less than one
-        Monte Carlo step moves a particle.  Beyond 65,536 patterns it is
-        ``query``.
+        the weights and their sums are float32, and so are the logits where
+        a bound on their size keeps float32's rounding below 1e-3 (else they
+        stay float64 until their maximum is taken off): the means agree to
+        about 1e-5 of the pattern spread, far less than one Monte Carlo step
+        moves a particle (docs/design.rst has the timings).  Beyond 65,536
+        patterns it is ``query``.
 
         Parameters
         ----------
