@@ -94,6 +94,29 @@ def test_sampling_mean_matches_brute_force_to_float32_accuracy(offset_data, s2, 
     np.testing.assert_array_equal(again, post.sampling_mean(queries, s2))
 
 
+@pytest.mark.parametrize("n_filler", [0, 600])  # pattern-major, query-major
+def test_sampling_mean_keeps_float64_logits_where_float32_would_round_them(
+        n_filler, monkeypatch):
+    # Two patterns 0.01 from the query, one along each axis, 150 or more from
+    # the offset, at a kernel width of 0.01: their logits are near 2e8, which
+    # float32 rounds by ~16, so float32 logits would hand one of the two
+    # most of the weight.  The mean is their midpoint (brute force: the
+    # other patterns are 300 away).
+    rng = np.random.default_rng(8)
+    pair = np.array([[-149.99, 0.0], [-150.0, 0.01], [150.0, 0.0], [150.0, 0.01]])
+    patterns = np.vstack([pair, [150.0, 0.0] + rng.normal(size=(n_filler, 2))])
+    query, s2 = np.array([[-150.0, 0.0]]), 1e-4
+    _, mean, _ = brute_posterior(query, patterns, s2)
+    np.testing.assert_allclose(mean, [[-149.995, 0.005]], atol=1e-9)
+    tolerance = 1e-5 * patterns.std()
+    got = PatternPosterior(patterns).sampling_mean(query, s2)
+    np.testing.assert_allclose(got, mean, rtol=0, atol=tolerance)
+    # The bound is what keeps them float64: lifted, float32 misses the midpoint.
+    monkeypatch.setattr("sklearn_diffsample._posterior._FLOAT32_LOGIT_BOUND", np.inf)
+    rounded = PatternPosterior(patterns).sampling_mean(query, s2)
+    assert np.abs(rounded - mean).max() > 2 * tolerance
+
+
 @pytest.mark.parametrize("n_patterns", [300, 700])
 def test_sampling_mean_over_many_query_blocks(offset_data, n_patterns):
     # 1000 queries span several blocks in either layout (436 queries a block
