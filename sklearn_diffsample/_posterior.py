@@ -299,8 +299,8 @@ class PatternPosterior:
         self.offset = patterns.mean(axis=0)
         self._x = np.ascontiguousarray(patterns - self.offset)
         self._half_sq_norms = 0.5 * np.einsum("nd,nd->n", self._x, self._x)
-        # sampling_mean's float64 logit rows [x; -|x|^2/2; log w] and float32
-        # [x, 1], built on first use.
+        # sampling_mean's logit rows [x; -|x|^2/2; log w] (float64 and float32)
+        # and float32 [x, 1], built on first use.
         self._single = None
         self._radius = float(np.sqrt(2.0 * self._half_sq_norms.max()))
         if log_weights is None:
@@ -407,9 +407,27 @@ class PatternPosterior:
         if self.n_patterns > _SINGLE_MAX_PATTERNS:
             return self.query(queries, s2, mean=True).mean
         centred = np.asarray(queries, dtype=np.float64) - self.offset
+        inv_s2 = 1.0 / float(s2)
+        logit_rows, totals, logit_rows32 = self._sampling_arrays()
+        if self._float32_logits_hold(centred, inv_s2):
+            logit_rows = logit_rows32
         kernel = (_sampling_means_by_pattern if self.n_patterns <= _PATTERN_MAJOR_MAX_PATTERNS
                   else _sampling_means)
-        return kernel(*self._sampling_arrays(), centred, 1.0 / float(s2)) + self.offset
+        return kernel(logit_rows, totals, centred, inv_s2) + self.offset
+
+    def _float32_logits_hold(self, centred, inv_s2):
+        """Whether :data:`_FLOAT32_LOGIT_BOUND` holds for every logit of a call.
+
+        The bound is |L| <= (|q| |x| + |x|^2 / 2) / s2 + |log w| about the
+        offset.  Over few patterns the products cost as much as the passes
+        over their output, over many the products dominate: float32 halves
+        both.  At the bridge's smallest variances, where |L| is largest, one
+        pattern carries a query, and the calls beyond the bound stay float64.
+        """
+        q_norm = math.sqrt(float(np.einsum("md,md->m", centred, centred).max(initial=0.0)))
+        log_w_spread = 0.0 if self._log_w is None else self._max_log_w - float(self._log_w.min())
+        largest = inv_s2 * self._radius * (q_norm + 0.5 * self._radius) + log_w_spread
+        return largest < _FLOAT32_LOGIT_BOUND
 
     def sampling_log_density(self, queries, s2):
         """``log_density`` with float32 weights, as ``sampling_mean`` sums them.
@@ -426,7 +444,8 @@ class PatternPosterior:
         if self.n_patterns > _SINGLE_MAX_PATTERNS:
             return self.log_density(queries, s2)
         s2 = float(s2)
-        log_norm = _sampling_log_norms(*self._sampling_arrays(), queries - self.offset, 1.0 / s2)
+        logit_rows, totals, _ = self._sampling_arrays()
+        log_norm = _sampling_log_norms(logit_rows, totals, queries - self.offset, 1.0 / s2)
         return (log_norm + self._max_log_w - self.log_total_weight
                 - 0.5 * self.n_features * np.log(2.0 * np.pi * s2))
 
@@ -709,9 +728,10 @@ def _logit_rows(post):
 
 
 def _sampling_arrays(post):
-    """:func:`_logit_rows` and float32 [x, 1] (n, d+1)."""
+    """:func:`_logit_rows`, float32 [x, 1] (n, d+1), and the logit rows in float32."""
     totals = np.hstack([post._x, np.ones((post.n_patterns, 1))]).astype(np.float32)
-    return _logit_rows(post), totals
+    logit_rows = _logit_rows(post)
+    return logit_rows, totals, logit_rows.astype(np.float32)
 
 
 def _shifted_logits(logit_rows, centred, inv_s2):
@@ -755,26 +775,9 @@ def _float32_weights(shifted_logits):
     return np.exp(weights, out=weights)
 
 
-def _mean_logit_rows(logit_rows, centred, inv_s2):
-    """``logit_rows`` in float32 where :data:`_FLOAT32_LOGIT_BOUND` holds for
-    every logit of the call, else as they are (float64).
-
-    The bound is |L| <= (|q| |x| + |x|^2 / 2) / s2 + |log w| about the offset.
-    Over few patterns the products cost as much as the passes over their
-    output, over many the products dominate: float32 halves both.  At the
-    bridge's smallest variances, where |L| is largest, one pattern carries
-    a query, and the calls beyond the bound stay float64.
-    """
-    x_sq = -2.0 * float(logit_rows[-2].min())
-    q_sq = float(np.einsum("md,md->m", centred, centred).max(initial=0.0))
-    largest = inv_s2 * (math.sqrt(q_sq * x_sq) + 0.5 * x_sq) - float(logit_rows[-1].min())
-    return logit_rows.astype(np.float32) if largest < _FLOAT32_LOGIT_BOUND else logit_rows
-
-
 def _sampling_means(logit_rows, totals, centred, inv_s2):
     """Posterior means at the rows of ``centred`` (about the engine's offset)."""
     out = np.empty_like(centred)
-    logit_rows = _mean_logit_rows(logit_rows, centred, inv_s2)
     for sl, _, weights, _ in _sampling_blocks(logit_rows, centred, inv_s2):
         weighted = weights @ totals
         out[sl] = weighted[:, :-1] / weighted[:, -1:]
@@ -783,12 +786,12 @@ def _sampling_means(logit_rows, totals, centred, inv_s2):
 
 def _sampling_means_by_pattern(logit_rows, totals, centred, inv_s2):
     """:func:`_sampling_means` on (patterns x queries) blocks, for few patterns."""
-    patterns_logit_rows = _mean_logit_rows(logit_rows, centred, inv_s2).T
-    totals_by_pattern = totals.T  # a view: BLAS reads it as it is stored
+    # The transposes are views: BLAS reads them as they are stored.
+    patterns_logit_rows, totals_by_pattern = logit_rows.T, totals.T
     cols = max(_SMALL_BLOCK_ELEMENTS // logit_rows.shape[1], 8)
     out = np.empty_like(centred)
     factors = np.empty((logit_rows.shape[0], min(cols, centred.shape[0])),
-                       dtype=patterns_logit_rows.dtype)
+                       dtype=logit_rows.dtype)
     for start in range(0, centred.shape[0], cols):
         q = centred[start:start + cols]
         f = factors[:, :q.shape[0]]
