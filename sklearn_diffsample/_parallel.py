@@ -303,16 +303,20 @@ def run_chunks(func, chunks, seed, *, n_jobs=None, verbose=0, steps_per_chunk=1,
     children = seed.spawn(len(chunks))
     inner = HOT_LOOP_BLAS_THREADS
     progress = Progress(len(chunks) * steps_per_chunk, desc, verbose)
-    tasks = (
-        delayed(_run_chunk)(func, i, chunk, children[i], progress, os.getpid(), inner)
-        for i, chunk in enumerate(chunks)
-    )
+    tasks = [(func, i, chunk, children[i], progress, os.getpid(), inner)
+             for i, chunk in enumerate(chunks)]
     results = []
     try:
         with blas_thread_limit(inner):
-            parallel = Parallel(n_jobs=n_jobs, prefer=prefer,
-                                return_as="generator" if verbose else "list")
-            for i, result in enumerate(parallel(tasks)):
+            if len(tasks) == 1:
+                # A worker could not speed one chunk up, and a process would
+                # cost ~10 ms to start the call (measured): it runs here.
+                outcomes = [_run_chunk(*tasks[0])]
+            else:
+                outcomes = Parallel(n_jobs=n_jobs, prefer=prefer,
+                                    return_as="generator" if verbose else "list")(
+                    delayed(_run_chunk)(*task) for task in tasks)
+            for i, result in enumerate(outcomes):
                 progress.chunk_done(i, steps_per_chunk)
                 results.append(result)
     finally:

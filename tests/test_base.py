@@ -5,6 +5,7 @@
 """
 
 import io
+import os
 import pickle
 import sys
 from numbers import Real
@@ -227,3 +228,18 @@ def test_run_chunks_returns_in_chunk_order():
     with parallel_config(backend="threading", n_jobs=2):
         out = run_chunks(func, [3, 1, 2], seed_sequence(0))
     assert [o.tolist() for o in out] == [[3, 3, 3], [1], [2, 2]]
+
+
+def _chunk_process(size, rng, report):
+    return os.getpid(), rng.standard_normal(size)
+
+
+def test_run_chunks_keeps_a_single_chunk_in_the_calling_process():
+    # Two chunks go to loky's worker processes; one runs here, with the same
+    # draws as when it is the first of several (its seed is the first child).
+    with parallel_config(backend="loky", n_jobs=2):
+        one = run_chunks(_chunk_process, [4], seed_sequence(0))
+        two = run_chunks(_chunk_process, [4, 4], seed_sequence(0))
+    assert one[0][0] == os.getpid()
+    assert {pid for pid, _ in two} != {os.getpid()}
+    np.testing.assert_array_equal(one[0][1], two[0][1])
