@@ -134,8 +134,12 @@ def jobs_speedup(cfg, log):
          lambda e: e.sample(cfg["jobs_n"], random_state=0)),
         ("Guided exact, score_samples", lambda j: GuidedDiffusionSampler(bandwidth=0.3, n_jobs=j),
          lambda e: e.score_samples(Q)),
-        ("MMSOLD, sample", lambda j: MMSOLDSampler(n_steps=STEPS, score_estimator="knn", batch_size=512,
+        ("MMSOLD knn sums, sample", lambda j: MMSOLDSampler(n_steps=STEPS, score_estimator="knn", batch_size=512,
                                                    n_jobs=j, random_state=0),
+         lambda e: e.sample(cfg["jobs_n"] // 2, random_state=0)),
+        # Below N d = 1e5 the default score estimator sums every pattern.
+        ("MMSOLD exact sums, sample", lambda j: MMSOLDSampler(
+            n_steps=STEPS, score_estimator="exact", batch_size=512, n_jobs=j, random_state=0),
          lambda e: e.sample(cfg["jobs_n"] // 2, random_state=0)),
         ("PathExtrapolation, sample", lambda j: PathExtrapolationDensity(
             n_steps=STEPS, n_splits=2, n_reference_samples=100, batch_size=512, n_jobs=j, random_state=0),

@@ -43,6 +43,12 @@ __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
 # "auto" score estimator: exact engine sums while N * d stays below this.
 _AUTO_EXACT_MAX_WORK = 100_000
+# A swarm's step is many small array operations (the manifold algebra, one
+# engine call per step) whose Python glue holds the GIL: with n_jobs=2 two
+# threads sampled 1.21x faster than one on iris and 1.38x with exact sums on
+# N = 5000, d = 16, two processes 1.87x and 1.98x (knn sums: 1.9x either way;
+# best of 3 calls each, measured in one run).
+_JOBLIB_PREFER = "processes"
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
 # Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
@@ -383,7 +389,9 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         least d + 1 rows has the target's moments exactly (fewer rows are part
         of a (d + 1)-swarm).
     n_jobs : int or None, default=None
-        joblib workers over swarms and scoring rows.
+        joblib workers over swarms (processes unless a ``parallel_config``
+        backend says otherwise: a swarm's small array operations hold the
+        GIL) and scoring rows (threads).
     random_state : int, RandomState, Generator or None, default=None
         Fit-time randomness: bandwidth rule subsample, index, fixed smoothing
         draws of ``score_samples``, importance draws of the tilt and of log Z.
@@ -627,5 +635,5 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
                      if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
         parts = run_chunks(func, sizes, seed, n_jobs=self.n_jobs, verbose=self.verbose,
-                           steps_per_chunk=self.n_steps)
+                           steps_per_chunk=self.n_steps, prefer=_JOBLIB_PREFER)
         return self._output_to_data(np.vstack(parts)[:n_samples])
