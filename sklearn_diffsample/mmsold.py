@@ -43,12 +43,15 @@ __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
 # "auto" score estimator: exact engine sums while N * d stays below this.
 _AUTO_EXACT_MAX_WORK = 100_000
-# A swarm's step is many small array operations (the manifold algebra, one
-# engine call per step) whose Python glue holds the GIL: with n_jobs=2 two
-# threads sampled 1.21x faster than one on iris and 1.38x with exact sums on
+# Two threads share a swarm step's array operations badly: with n_jobs=2 they
+# sampled 1.21x faster than one on iris and 1.38x with exact sums on
 # N = 5000, d = 16, two processes 1.87x and 1.98x (knn sums: 1.9x either way;
-# best of 3 calls each, measured in one run).
-_JOBLIB_PREFER = "processes"
+# best of 3 calls each, measured in one run).  The engine's float32 sums alone
+# gained 1.35x on two threads (measured).  But processes take about 2 s to
+# start (a first sample(1000) on iris: 2.2 s against 0.14 s), so only calls
+# of at least this many pattern terms (about 2.5 s on one core at d = 16)
+# prefer them.
+_PROCESS_MIN_TERMS = 1e9
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
 # Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
@@ -389,9 +392,11 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         least d + 1 rows has the target's moments exactly (fewer rows are part
         of a (d + 1)-swarm).
     n_jobs : int or None, default=None
-        joblib workers over swarms (processes unless a ``parallel_config``
-        backend says otherwise: a swarm's small array operations hold the
-        GIL) and scoring rows (threads).
+        joblib workers over swarms and scoring rows (threads; a ``sample``
+        call of at least 1e9 pattern terms, n_samples x n_steps x
+        n_smoothing_draws x the patterns each draw sums, prefers processes,
+        which two threads share badly; a ``parallel_config`` backend
+        overrides either).
     random_state : int, RandomState, Generator or None, default=None
         Fit-time randomness: bandwidth rule subsample, index, fixed smoothing
         draws of ``score_samples``, importance draws of the tilt and of log Z.
@@ -634,6 +639,11 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             sizes = (chunk_sizes(n_samples, self.swarm_size_, min_size=self.swarm_size_)
                      if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
+        knn = self._knn()
+        draws = self.n_smoothing_draws_ if self.smoothing_ > 0 else 1
+        terms = (sum(sizes) * self.n_steps * draws
+                 * (self.posterior_.n_patterns if knn is None else sum(knn)))
         parts = run_chunks(func, sizes, seed, n_jobs=self.n_jobs, verbose=self.verbose,
-                           steps_per_chunk=self.n_steps, prefer=_JOBLIB_PREFER)
+                           steps_per_chunk=self.n_steps,
+                           prefer="processes" if terms >= _PROCESS_MIN_TERMS else "threads")
         return self._output_to_data(np.vstack(parts)[:n_samples])
