@@ -43,14 +43,13 @@ __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
 # "auto" score estimator: exact engine sums while N * d stays below this.
 _AUTO_EXACT_MAX_WORK = 100_000
-# Two threads share a swarm step's array operations badly: with n_jobs=2 they
-# sampled 1.21x faster than one on iris and 1.38x with exact sums on
-# N = 5000, d = 16, two processes 1.87x and 1.98x (knn sums: 1.9x either way;
-# best of 3 calls each, measured in one run).  The engine's float32 sums alone
-# gained 1.35x on two threads (measured).  But processes take about 2 s to
-# start (a first sample(1000) on iris: 2.2 s against 0.14 s), so only calls
-# of at least this many pattern terms (about 2.5 s on one core at d = 16)
-# prefer them.
+# Two threads share a swarm step's array operations less well than two
+# processes: with n_jobs=2 and exact sums on N = 5000, d = 16 they sampled
+# 1.70x faster than one, processes 1.96x (threads: 1.38x before the engine's
+# sums over patterns released the GIL; knn sums: 1.9x either way; best of 3
+# calls each, measured).  But processes take about 2 s to start (a first
+# sample(1000) on iris: 2.2 s against 0.14 s), so only calls of at least this
+# many pattern terms (about 2.5 s on one core at d = 16) prefer them.
 _PROCESS_MIN_TERMS = 1e9
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
