@@ -391,11 +391,11 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         least d + 1 rows has the target's moments exactly (fewer rows are part
         of a (d + 1)-swarm).
     n_jobs : int or None, default=None
-        joblib workers over swarms and scoring rows (threads; a ``sample``
-        call of at least 1e9 pattern terms, n_samples x n_steps x
-        n_smoothing_draws x the patterns each draw sums, prefers processes,
-        which two threads share badly; a ``parallel_config`` backend
-        overrides either).
+        joblib workers over swarms and scoring rows, on threads; a
+        ``sample`` call of at least 1e9 pattern terms (n_samples x n_steps x
+        n_smoothing_draws x the patterns each draw sums) prefers processes,
+        whose start it amortises and which share a swarm's steps better (a
+        ``parallel_config`` backend overrides either).
     random_state : int, RandomState, Generator or None, default=None
         Fit-time randomness: bandwidth rule subsample, index, fixed smoothing
         draws of ``score_samples``, importance draws of the tilt and of log Z.
@@ -638,7 +638,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             sizes = (chunk_sizes(n_samples, self.swarm_size_, min_size=self.swarm_size_)
                      if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
-        knn = self._knn()
+        knn = self._knn()  # (K nearest, L remainder) patterns per draw, or every one
         draws = self.n_smoothing_draws_ if self.smoothing_ > 0 else 1
         terms = (sum(sizes) * self.n_steps * draws
                  * (self.posterior_.n_patterns if knn is None else sum(knn)))
