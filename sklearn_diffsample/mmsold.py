@@ -167,6 +167,12 @@ class _Dynamics:
         return smoothed_gradient(self.posterior, Z, self.s2, self.sigma, self.n_draws,
                                  rng, self.knn)
 
+    def pattern_terms(self, n_particles):
+        """Pattern terms that ``n_particles`` particles sum over ``n_steps`` gradients."""
+        draws = self.n_draws if self.sigma > 0 else 1
+        per_draw = self.posterior.n_patterns if self.knn is None else sum(self.knn)
+        return n_particles * self.n_steps * draws * per_draw
+
     def draw_kde(self, size, rng):
         """``size`` draws from pi_delta: a random pattern plus delta * noise."""
         post = self.posterior
@@ -638,11 +644,8 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             sizes = (chunk_sizes(n_samples, self.swarm_size_, min_size=self.swarm_size_)
                      if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
-        knn = self._knn()  # (K nearest, L remainder) patterns per draw, or every one
-        draws = self.n_smoothing_draws_ if self.smoothing_ > 0 else 1
-        terms = (sum(sizes) * self.n_steps * draws
-                 * (self.posterior_.n_patterns if knn is None else sum(knn)))
+        large = dyn.pattern_terms(sum(sizes)) >= _PROCESS_MIN_TERMS
         parts = run_chunks(func, sizes, seed, n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps,
-                           prefer="processes" if terms >= _PROCESS_MIN_TERMS else "threads")
+                           prefer="processes" if large else "threads")
         return self._output_to_data(np.vstack(parts)[:n_samples])
