@@ -56,6 +56,12 @@ class EmpiricalScore:
     def engine(self, label):
         return self.posterior if label is None else self.posterior.group(label)
 
+    def terms_per_query(self, label):
+        """About the patterns one denoiser call sums per query."""
+        if self.clusters is not None:
+            return self.clusters[label].terms_per_query()
+        return self.engine(label).n_patterns
+
     def denoise(self, x, alpha, sigma, label):
         """E[x_0 | x_t = x] with x_t = alpha x_0 + sigma eps."""
         if alpha == 0.0:
@@ -108,6 +114,10 @@ class GaussianScore:
             cov = dev.T @ dev / rows.shape[0]
             lam, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
             self.moments[label] = (mean, np.clip(lam, 0.0, None), vecs)
+
+    def terms_per_query(self, label):
+        """No sums over patterns: the denoiser is affine."""
+        return 0
 
     def mean_covariance(self, label):
         """Mean and covariance of the fitted Gaussian, without h0."""

@@ -32,7 +32,7 @@ from ._clustered import denoiser_is_clustered
 from ._conditional import beyond_class_reach, encode_fit_labels, encode_labels, score_by_class
 from ._likelihood import probability_flow_log_density
 from ._matching import VarianceMatchingMixin, covariance_spectrum
-from ._parallel import chunk_slices, run_chunks
+from ._parallel import chunk_slices, preferred_backend, run_chunks
 from ._schedules import SCHEDULES, TIMESTEPS, make_schedule, time_grid
 from ._score_models import SCORE_MODELS, EmpiricalScore, GaussianScore, guided_combination
 from ._solvers import ddim_step, ddpm_step, dpmpp_2m_denoised, eta_step, log_snr
@@ -90,6 +90,19 @@ class ReverseDiffusion:
 
     def denoised(self, x, codes, w, alpha, sigma):
         return guided_combination(self.score_model.denoise, x, codes, w, alpha, sigma)
+
+    def pattern_terms(self, codes, w, n_samples):
+        """About the pattern terms that a draw of ``n_samples`` rows sums."""
+        terms = self.score_model.terms_per_query
+        unconditional = n_samples * terms(None)
+        if codes is None or w == 0:
+            per_call = unconditional
+        else:
+            labels, counts = np.unique(codes, return_counts=True)
+            per_call = sum(int(n) * terms(int(label)) for label, n in zip(labels, counts))
+            if w != 1:
+                per_call += unconditional
+        return per_call * (len(self.alphas) - 1 + bool(self.final_denoise))
 
     def step(self, k, x, codes, w, rng):
         a_s, s_s, a_t, s_t = self.alphas[k], self.sigmas[k], self.alphas[k + 1], self.sigmas[k + 1]
@@ -260,7 +273,12 @@ class GuidedDiffusionSampler(VarianceMatchingMixin, BaseDiffusionDensity):
     batch_size : int, default=1024
         Samples per chunk: the unit of parallel work and of seeding.
     n_jobs : int or None, default=None
-        joblib workers for sampling and scoring.
+        joblib workers for sampling and scoring, on threads; a ``sample``
+        call of at least 1e9 pattern terms (n_samples x n_steps x the
+        patterns each denoiser call sums, twice with guidance) prefers
+        processes, whose start it amortises and which share the clustered
+        denoiser's steps better (a ``parallel_config`` backend overrides
+        either).
     random_state : int, RandomState, Generator or None, default=None
         Seed of an approximate neighbour index (fit-time randomness only; the
         randomness of ``sample`` comes from its own ``random_state``).
@@ -484,9 +502,11 @@ class GuidedDiffusionSampler(VarianceMatchingMixin, BaseDiffusionDensity):
 
     def _draw(self, n_samples, seed, codes, w):
         chunks = chunk_slices(n_samples, self.batch_size)
-        parts = run_chunks(partial(self._dynamics().chunk, codes=codes, w=w), chunks, seed,
+        dynamics = self._dynamics()
+        parts = run_chunks(partial(dynamics.chunk, codes=codes, w=w), chunks, seed,
                            n_jobs=self.n_jobs, verbose=self.verbose,
-                           steps_per_chunk=self.n_steps_, desc="guided sampling")
+                           steps_per_chunk=self.n_steps_, desc="guided sampling",
+                           prefer=preferred_backend(dynamics.pattern_terms(codes, w, n_samples)))
         return self._output_to_data(np.vstack(parts))
 
     # ---------------------------------------------------------------- scoring

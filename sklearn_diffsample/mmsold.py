@@ -36,21 +36,13 @@ from ._calibration import (
 )
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._matching import VarianceMatchingMixin, covariance_spectrum
-from ._parallel import chunk_sizes, fit_phase, run_chunks, seed_sequence
+from ._parallel import chunk_sizes, fit_phase, preferred_backend, run_chunks, seed_sequence
 from ._posterior import PatternPosterior
 
 __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
 # "auto" score estimator: exact engine sums while N * d stays below this.
 _AUTO_EXACT_MAX_WORK = 100_000
-# Two threads share a swarm step's array operations less well than two
-# processes: with n_jobs=2 and exact sums on N = 5000, d = 16 they sampled
-# 1.70x faster than one, processes 1.96x (threads: 1.38x before the engine's
-# sums over patterns released the GIL; knn sums: 1.9x either way; best of 3
-# calls each, measured).  But processes take about 2 s to start (a first
-# sample(1000) on iris: 2.2 s against 0.14 s), so only calls of at least this
-# many pattern terms (about 2.5 s on one core at d = 16) prefer them.
-_PROCESS_MIN_TERMS = 1e9
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
 # Defensive importance sampling of log Z: at most _IS_DRAWS draws, fewer where
@@ -644,8 +636,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             sizes = (chunk_sizes(n_samples, self.swarm_size_, min_size=self.swarm_size_)
                      if n_samples >= self.swarm_size_ else [max(n_samples, smallest)])
             func = dyn.swarm
-        large = dyn.pattern_terms(sum(sizes)) >= _PROCESS_MIN_TERMS
         parts = run_chunks(func, sizes, seed, n_jobs=self.n_jobs, verbose=self.verbose,
                            steps_per_chunk=self.n_steps,
-                           prefer="processes" if large else "threads")
+                           prefer=preferred_backend(dyn.pattern_terms(sum(sizes))))
         return self._output_to_data(np.vstack(parts)[:n_samples])

@@ -441,6 +441,44 @@ def test_certified_top_k_matches_exact_sums(circles):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("y, guidance_scale", [(None, 1.0), ("mixed", 1.0), ("mixed", 3.0)])
+def test_large_draws_prefer_processes_by_the_pattern_terms_they_sum(circles, monkeypatch,
+                                                                    y, guidance_scale):
+    # The estimate that picks joblib's hint is the rows x patterns that the
+    # denoiser calls of the draw sum, counted here call by call (classes of
+    # 200 and 100 patterns; guidance adds the unconditional side).
+    import sklearn_diffsample._parallel as parallel
+    import sklearn_diffsample.guided as guided
+
+    X, labels = circles[0][:300], circles[1][:300]
+    est = GuidedDiffusionSampler(bandwidth=0.05, n_steps=7, final_denoise=True,
+                                 n_jobs=2).fit(X, labels)
+    model = est.score_model_
+    counted, hints = [], []
+    denoise, run_chunks = model.denoise, guided.run_chunks
+
+    def counting_denoise(x, alpha, sigma, label):
+        counted.append(x.shape[0] * model.engine(label).n_patterns)
+        return denoise(x, alpha, sigma, label)
+
+    def recording_run_chunks(*args, prefer, **kwargs):
+        hints.append(prefer)
+        return run_chunks(*args, prefer=prefer, **kwargs)
+
+    monkeypatch.setattr(model, "denoise", counting_denoise)
+    monkeypatch.setattr(guided, "run_chunks", recording_run_chunks)
+    codes = None if y is None else np.arange(50) % 3 == 0
+    draw = {} if y is None else dict(y=codes.astype(int), guidance_scale=guidance_scale)
+    est.sample(50, random_state=0, **draw)
+    terms = sum(counted)
+    assert terms == est._dynamics().pattern_terms(
+        None if y is None else codes.astype(int), guidance_scale, 50)
+    for threshold, hint in ((terms, "processes"), (terms + 1, "threads")):
+        monkeypatch.setattr(parallel, "PROCESS_MIN_TERMS", threshold)
+        est.sample(50, random_state=0, **draw)
+        assert hints[-1] == hint
+
+
 def test_internal_coordinates_make_sampling_scale_equivariant(circles):
     X, y = circles
     est = GuidedDiffusionSampler(bandwidth=0.05, n_steps=20, eta=0.3)
