@@ -333,6 +333,41 @@ def test_knn_gradient_agrees_with_exact_within_monte_carlo_error():
     np.testing.assert_allclose(a, b, atol=1e-7)
 
 
+@pytest.mark.parametrize("score_estimator, smoothing", [("exact", 0.0), ("exact", "auto"),
+                                                        ("knn", "auto")])
+def test_large_draws_prefer_processes_by_the_pattern_terms_they_sum(monkeypatch, score_estimator,
+                                                                    smoothing):
+    # The estimate that picks joblib's hint is the particles x draws x
+    # patterns that the draw's gradient calls sum, counted here call by call.
+    import sklearn_diffsample._parallel as parallel
+    import sklearn_diffsample.mmsold as mmsold
+
+    X = make_target("two_spirals").sample(300, random_state=0)
+    est = MMSOLDSampler(n_steps=4, smoothing=smoothing, score_estimator=score_estimator,
+                        n_jobs=2, random_state=0).fit(X)
+    counted, hints = [], []
+    gradient, run_chunks = mmsold.smoothed_gradient, mmsold.run_chunks
+
+    def counting_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
+        per_draw = posterior.n_patterns if knn is None else sum(knn)
+        counted.append(Z.shape[0] * (n_draws if sigma > 0 else 1) * per_draw)
+        return gradient(posterior, Z, s2, sigma, n_draws, rng, knn)
+
+    def recording_run_chunks(*args, prefer, **kwargs):
+        hints.append(prefer)
+        return run_chunks(*args, prefer=prefer, **kwargs)
+
+    monkeypatch.setattr(mmsold, "smoothed_gradient", counting_gradient)
+    monkeypatch.setattr(mmsold, "run_chunks", recording_run_chunks)
+    est.sample(50, random_state=0)  # one swarm, run in this process
+    terms = sum(counted)
+    assert len(counted) == 4 and terms > 0
+    for threshold, hint in ((terms, "processes"), (terms + 1, "threads")):
+        monkeypatch.setattr(parallel, "PROCESS_MIN_TERMS", threshold)
+        est.sample(50, random_state=0)
+        assert hints[-1] == hint
+
+
 def test_verbose_fit_reports_its_phases(capsys):
     X = np.random.default_rng(12).normal(size=(200, 3))
     MMSOLDSampler(random_state=0).fit(X)
