@@ -166,9 +166,10 @@ def jobs_speedup(cfg, log):
                     first[jobs], _ = _common.timed(lambda: work(est))
                 # The best of the next _JOBS_RUNS compares the work itself,
                 # one and two jobs in turn: the shared host moves single calls
-                # by 20-40% and drifts over a case (a 6.5 s call took 10.2 s
-                # a minute before, measured), which calls run one setting
-                # after the other would read as a speed-up.
+                # by 20-40% and its speed drifts within a case (a one-job call
+                # took 10.2 s, the best of the next three 6.5 s; measured),
+                # which calls run one setting after the other would read as
+                # a speed-up or a slow-down.
                 runs = {1: [], 2: []}
                 for _ in range(_JOBS_RUNS):
                     for jobs, est in ests.items():
