@@ -6,7 +6,8 @@ N in {1e3, 1e4, 1e5} and d in {2, 16, 64} (standard normal data), for
 defaults (DPM-Solver++(2M), 50 steps, clustered sums from 10,000 rows) and in
 three engine modes at 20 steps (exact sums, certified top-k with a kd-tree,
 top-k with a pynndescent graph); MM-SOLD and path extrapolation at 20 steps
-(path extrapolation's denoiser at its default, clustered from 10,000 rows).  Every sample/score cell first times a small probe; when
+(MM-SOLD's score estimator at its default, clustered above N d = 1e5; path
+extrapolation's denoiser at its default, clustered from 10,000 rows).  Every sample/score cell first times a small probe; when
 the probe predicts more than the per-cell cap, the 10^4 figure is the probe's
 time scaled linearly (the cost is linear in the number of samples / rows) and
 is marked ``~``.  Cells whose fit alone would exceed the cap are cut.
@@ -62,8 +63,7 @@ def methods():
             bandwidth=h, n_steps=STEPS, n_neighbors=64, algorithm="kd_tree"),
         "Guided, top-64 (pynndescent)": lambda h: GuidedDiffusionSampler(
             bandwidth=h, n_steps=STEPS, n_neighbors=64, algorithm="nndescent", random_state=0),
-        "MMSOLD (knn estimator)": lambda h: MMSOLDSampler(
-            n_steps=STEPS, score_estimator="knn", random_state=0),
+        "MMSOLD, defaults": lambda h: MMSOLDSampler(n_steps=STEPS, random_state=0),
         "PathExtrapolation": lambda h: PathExtrapolationDensity(
             bandwidth=h, n_steps=STEPS, n_splits=2, n_reference_samples=200, random_state=0),
         "sigma-CFDM (reference)": lambda h: SigmaCFDM(smoothing=0.05, n_steps=STEPS),
@@ -285,7 +285,7 @@ def main(argv=None):
     lines = _common.header("Speed benchmark (benchmark table 2)", "bench_speed.py", args.quick, started, info)
     lines += [
         f"Standard normal data, bandwidth h = N^(-1/(d+4)) (Scott's rule at unit scale); every sampler "
-        f"runs {STEPS} integrator steps (Guided: DDIM; MMSOLD: Langevin, knn score estimator, "
+        f"runs {STEPS} integrator steps (Guided: DDIM; MMSOLD: Langevin, its default score estimator (exact sums up to N d = 1e5, clustered above), "
         "swarms of its default size; PathExtrapolation: 2 half-splits, 200 reference endpoints; "
         "sigma-CFDM: 8 smoothing draws, exact sums). One worker (n_jobs=None), BLAS on one thread. "
         f"Per-cell cap {cfg['cap']:.0f} s: `~x` = the probe ({cfg['probe_samples']} samples / "

@@ -34,6 +34,7 @@ from ._calibration import (
     importance_log_normalizer,
     solve_moment_tilt,
 )
+from ._clustered import PatternClusters, default_n_clusters
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._matching import VarianceMatchingMixin, covariance_spectrum
 from ._parallel import chunk_sizes, fit_phase, preferred_backend, run_chunks, seed_sequence
@@ -41,7 +42,15 @@ from ._posterior import PatternPosterior
 
 __all__ = ["MMSOLDSampler", "smoothed_gradient"]
 
-# "auto" score estimator: exact engine sums while N * d stays below this.
+# "auto" score estimator: exact engine sums while N * d stays below this, the
+# clustered means above.  On a 20-component mixture in d = 16 (N = 1e4, 1000
+# samples) they sampled 5.9x faster than exact sums (8.1 s against 48.1 s),
+# same-seed samples a median 0.006 from their exact twins, C2ST AUC 0.508
+# against an exact run with another seed (exact: 0.497); the knn estimator took
+# 9.3 s for 0.537, its samples on other trajectories.  At N = 1e5 a particle
+# step cost 579 us against 1368 us with the knn estimator, whose gradient was
+# further from the exact one (RMS 0.33 against 0.18; Monte Carlo error 0.40;
+# measured).
 _AUTO_EXACT_MAX_WORK = 100_000
 # Fixed antithetic draws (pairs x 2) that define V in score_samples.
 _SCORE_DRAWS = 32
@@ -64,7 +73,7 @@ _MAX_STIFFNESS = 2.0
 
 
 # --------------------------------------------------------------- the score
-def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
+def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None, clusters=None):
     """Monte Carlo grad V at each particle, with antithetic draws.
 
     grad V(z) = (z - E_eps[m_delta(z + sigma eps)]) / delta^2, m_delta the
@@ -87,6 +96,9 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
         weights).  (K, L): K nearest patterns of the unperturbed particle plus
         L uniform remainder patterns, shared by its perturbations (MM-SOLD
         Sec. 3.4).
+    clusters : PatternClusters or None
+        Where ``knn`` is None: the clustered means over this partition of
+        the posterior's patterns instead of sums over every pattern.
 
     Returns
     -------
@@ -99,7 +111,8 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
     else:
         queries = Z[:, None, :]
     if knn is None:
-        flat = posterior.sampling_mean(queries.reshape(-1, d), s2)
+        flat = (posterior.sampling_mean(queries.reshape(-1, d), s2) if clusters is None
+                else clusters.mean(posterior, queries.reshape(-1, d), s2))
         mean = flat.reshape(queries.shape)
     else:
         _, neighbours = posterior.kneighbors(Z, knn[0])
@@ -154,15 +167,18 @@ class _Dynamics:
     n_steps: int
     integrator: str
     tilt: tuple = None
+    clusters: object = None
 
     def grad(self, Z, rng):
         return smoothed_gradient(self.posterior, Z, self.s2, self.sigma, self.n_draws,
-                                 rng, self.knn)
+                                 rng, self.knn, self.clusters)
 
     def pattern_terms(self, n_particles):
         """Pattern terms that ``n_particles`` particles sum over ``n_steps`` gradients."""
         draws = self.n_draws if self.sigma > 0 else 1
-        per_draw = self.posterior.n_patterns if self.knn is None else sum(self.knn)
+        per_draw = (sum(self.knn) if self.knn is not None
+                    else self.posterior.n_patterns if self.clusters is None
+                    else self.clusters.terms_per_query())
         return n_particles * self.n_steps * draws * per_draw
 
     def draw_kde(self, size, rng):
@@ -328,13 +344,15 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
     n_smoothing_draws : int or "auto", default="auto"
         M, the even number of antithetic perturbations per particle and step
         for the Monte Carlo grad V.  "auto": 8 for d <= 10, else 32.
-    score_estimator : {"exact", "knn", "auto"}, default="auto"
+    score_estimator : {"exact", "knn", "clustered", "auto"}, default="auto"
         How the dynamics estimate the score.  "exact": full engine sums;
         "knn": the ``n_neighbors`` nearest patterns of each particle plus
         ``n_remainder`` uniformly drawn others with importance weights
-        (sublinear in N with an approximate index); "auto": exact while
-        N * d <= 1e5, else knn.  The densities (the calibration's and
-        ``score_samples``) are exact sums either way.
+        (sublinear in N with an approximate index); "clustered": the
+        guided sampler's clustered means (exact sums over the clusters that
+        can carry a draw's posterior, Gaussian surrogates for the others);
+        "auto": exact while N * d <= 1e5, else clustered.  The densities (the
+        calibration's and ``score_samples``) are exact sums either way.
     n_neighbors : int, default=50
         K of the "knn" estimator.
     n_remainder : int, default=50
@@ -410,7 +428,10 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
     n_smoothing_draws_ : int
         M in use.
     score_estimator_ : str
-        "exact" or "knn".
+        "exact", "knn" or "clustered".
+    clusters_ : PatternClusters or None
+        The partition of the "clustered" estimator (about sqrt(N) / 2
+        k-means clusters), else None.
     step_size_ : float
         h in use.
     swarm_size_ : int
@@ -516,7 +537,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         "smoothing": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_smoothing_draws": [Interval(Integral, 2, None, closed="left"),
                               StrOptions({"auto"})],
-        "score_estimator": [StrOptions({"exact", "knn", "auto"})],
+        "score_estimator": [StrOptions({"exact", "knn", "clustered", "auto"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_remainder": [Interval(Integral, 0, None, closed="left")],
         "integrator": [StrOptions({"lm", "em"})],
@@ -564,10 +585,13 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             delta, sigma = _resolve_scales(Z, self.bandwidth, self.smoothing, spectrum)
         estimator = self.score_estimator
         if estimator == "auto":
-            estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "knn"
+            estimator = "exact" if n * d <= _AUTO_EXACT_MAX_WORK else "clustered"
+        structure_seed = index_seed(np.random.default_rng(seeds[1]))
         posterior = PatternPosterior(
             Z, algorithm=self.algorithm if estimator == "knn" else None,
-            random_state=index_seed(np.random.default_rng(seeds[1])))
+            random_state=structure_seed)
+        self.clusters_ = (PatternClusters(posterior, default_n_clusters(n), structure_seed)
+                          if estimator == "clustered" else None)
         mu = Z.mean(axis=0)
         Sigma = np.cov(Z, rowvar=False, bias=True).reshape(d, d) + delta**2 * np.eye(d)
         A, A_inv = symmetric_sqrt(Sigma)
@@ -595,6 +619,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
             n_steps=self.n_steps,
             integrator=self.integrator,
             tilt=(getattr(self, "tilt_linear_", None), getattr(self, "tilt_quadratic_", None)),
+            clusters=getattr(self, "clusters_", None),  # None in fits pickled before it
         )
 
     # -------------------------------------------------------- calibration

@@ -25,6 +25,7 @@ NON_DEFAULT = {
         dict(smoothing=0.0, integrator="em", coordinates="whitened", interaction="independent",
              score_estimator="knn", algorithm="brute", n_neighbors=5, n_remainder=5,
              n_steps=3, batch_size=20),
+        dict(score_estimator="clustered", n_steps=3, batch_size=20),
     ],
     "PathExtrapolationDensity": [
         dict(n_steps=20, n_splits=2, n_reference_samples=200, batch_size=64),

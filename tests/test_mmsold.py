@@ -12,6 +12,7 @@ from scipy.stats import ks_2samp
 
 from sklearn_diffsample import PatternPosterior
 from sklearn_diffsample._calibration import solve_moment_tilt
+from sklearn_diffsample._clustered import PatternClusters, default_n_clusters
 from sklearn_diffsample._manifold import retract, sym, symmetric_sqrt, tangent_project
 from sklearn_diffsample._parallel import chunk_sizes
 from sklearn_diffsample.metrics import memorization, sliced_wasserstein
@@ -333,8 +334,39 @@ def test_knn_gradient_agrees_with_exact_within_monte_carlo_error():
     np.testing.assert_allclose(a, b, atol=1e-7)
 
 
+def test_clustered_gradient_agrees_with_exact_far_within_monte_carlo_error():
+    rng = np.random.default_rng(8)
+    X = make_target("two_spirals").sample(3000, random_state=0)
+    exact = PatternPosterior(X)
+    clusters = PatternClusters(exact, default_n_clusters(3000), 0)
+    Z = X[:200] + 0.05 * rng.normal(size=(200, 2))
+    s2, sigma = 0.02**2, 0.08
+    # Same seed: same perturbations, so the difference is the clustered means'.
+    g_exact = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(1))
+    g_clustered = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(1),
+                                    clusters=clusters)
+    g_other = smoothed_gradient(exact, Z, s2, sigma, 8, np.random.default_rng(2))
+    mc_error = np.sqrt(np.mean((g_exact - g_other) ** 2))
+    assert np.sqrt(np.mean((g_clustered - g_exact) ** 2)) < 1e-3 * mc_error
+
+
+def test_auto_score_estimator_clusters_large_fits(monkeypatch):
+    import sklearn_diffsample.mmsold as mmsold
+
+    X = make_target("two_spirals").sample(400, random_state=0)
+    kw = dict(n_steps=5, random_state=0)
+    assert MMSOLDSampler(**kw).fit(X).score_estimator_ == "exact"  # N d = 800
+    monkeypatch.setattr(mmsold, "_AUTO_EXACT_MAX_WORK", 799)
+    auto = MMSOLDSampler(**kw).fit(X)
+    clustered = MMSOLDSampler(score_estimator="clustered", **kw).fit(X)
+    assert auto.score_estimator_ == "clustered"
+    assert auto.clusters_.n_clusters == default_n_clusters(400) == 10
+    np.testing.assert_array_equal(auto.sample(60, random_state=1),
+                                  clustered.sample(60, random_state=1))
+
+
 @pytest.mark.parametrize("score_estimator, smoothing", [("exact", 0.0), ("exact", "auto"),
-                                                        ("knn", "auto")])
+                                                        ("knn", "auto"), ("clustered", "auto")])
 def test_large_draws_prefer_processes_by_the_pattern_terms_they_sum(monkeypatch, score_estimator,
                                                                     smoothing):
     # The estimate that picks joblib's hint is the particles x draws x
@@ -348,10 +380,12 @@ def test_large_draws_prefer_processes_by_the_pattern_terms_they_sum(monkeypatch,
     counted, hints = [], []
     gradient, run_chunks = mmsold.smoothed_gradient, mmsold.run_chunks
 
-    def counting_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None):
-        per_draw = posterior.n_patterns if knn is None else sum(knn)
+    def counting_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None, clusters=None):
+        # The clustered means' patterns per draw are their own estimate.
+        per_draw = (sum(knn) if knn is not None else posterior.n_patterns if clusters is None
+                    else clusters.terms_per_query())
         counted.append(Z.shape[0] * (n_draws if sigma > 0 else 1) * per_draw)
-        return gradient(posterior, Z, s2, sigma, n_draws, rng, knn)
+        return gradient(posterior, Z, s2, sigma, n_draws, rng, knn, clusters)
 
     def recording_run_chunks(*args, prefer, **kwargs):
         hints.append(prefer)
