@@ -6,7 +6,8 @@ N in {1e3, 1e4, 1e5} and d in {2, 16, 64} (standard normal data), for
 defaults (DPM-Solver++(2M), 50 steps, clustered sums from 10,000 rows) and in
 three engine modes at 20 steps (exact sums, certified top-k with a kd-tree,
 top-k with a pynndescent graph); MM-SOLD and path extrapolation at 20 steps
-(MM-SOLD's score estimator at its default, clustered above N d = 1e5; path
+(MM-SOLD's score estimator at its default, clustered from 10,000 rows or
+above N d = 1e5; path
 extrapolation's denoiser at its default, clustered from 10,000 rows).  Every sample/score cell first times a small probe; when
 the probe predicts more than the per-cell cap, the 10^4 figure is the probe's
 time scaled linearly (the cost is linear in the number of samples / rows) and
@@ -285,7 +286,7 @@ def main(argv=None):
     lines = _common.header("Speed benchmark (benchmark table 2)", "bench_speed.py", args.quick, started, info)
     lines += [
         f"Standard normal data, bandwidth h = N^(-1/(d+4)) (Scott's rule at unit scale); every sampler "
-        f"runs {STEPS} integrator steps (Guided: DDIM; MMSOLD: Langevin, its default score estimator (exact sums up to N d = 1e5, clustered above), "
+        f"runs {STEPS} integrator steps (Guided: DDIM; MMSOLD: Langevin, its default score estimator (clustered from N = 1e4 or N d > 1e5, else exact sums), "
         "swarms of its default size; PathExtrapolation: 2 half-splits, 200 reference endpoints; "
         "sigma-CFDM: 8 smoothing draws, exact sums). One worker (n_jobs=None), BLAS on one thread. "
         f"Per-cell cap {cfg['cap']:.0f} s: `~x` = the probe ({cfg['probe_samples']} samples / "

@@ -351,6 +351,7 @@ def test_clustered_gradient_agrees_with_exact_far_within_monte_carlo_error():
 
 
 def test_auto_score_estimator_clusters_large_fits(monkeypatch):
+    import sklearn_diffsample._clustered
     import sklearn_diffsample.mmsold as mmsold
 
     X = make_target("two_spirals").sample(400, random_state=0)
@@ -363,6 +364,11 @@ def test_auto_score_estimator_clusters_large_fits(monkeypatch):
     assert auto.clusters_.n_clusters == default_n_clusters(400) == 10
     np.testing.assert_array_equal(auto.sample(60, random_state=1),
                                   clustered.sample(60, random_state=1))
+    # From the clustered means' own size on (10,000 patterns), whatever N d.
+    monkeypatch.setattr(mmsold, "_AUTO_EXACT_MAX_WORK", 10**9)
+    assert MMSOLDSampler(**kw).fit(X).score_estimator_ == "exact"
+    monkeypatch.setattr(sklearn_diffsample._clustered, "_AUTO_MIN_PATTERNS", 400)
+    assert MMSOLDSampler(**kw).fit(X).score_estimator_ == "clustered"
 
 
 @pytest.mark.parametrize("score_estimator, smoothing", [("exact", 0.0), ("exact", "auto"),
