@@ -23,7 +23,8 @@ The per-query cost is C + budget pattern terms instead of N.
 import numpy as np
 from scipy.sparse import csc_matrix
 
-__all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered"]
+__all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered",
+           "patterns_per_query"]
 
 # denoiser="auto" (guided sampler, path extrapolation) clusters from this
 # many patterns on.
@@ -65,6 +66,12 @@ def denoiser_is_clustered(denoiser, n_patterns):
     if denoiser == "auto":
         return n_patterns >= _AUTO_MIN_PATTERNS
     return denoiser == "clustered"
+
+
+def patterns_per_query(posterior, clusters=None):
+    """About the patterns a mean sums per query: every one of ``posterior``'s,
+    or the estimate of ``clusters`` (:meth:`PatternClusters.terms_per_query`)."""
+    return posterior.n_patterns if clusters is None else clusters.terms_per_query()
 
 
 def default_n_clusters(n_patterns):

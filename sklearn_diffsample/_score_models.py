@@ -10,7 +10,7 @@ are the noise added on top of that law.
 
 import numpy as np
 
-from ._clustered import PatternClusters, default_n_clusters
+from ._clustered import PatternClusters, default_n_clusters, patterns_per_query
 from ._posterior import PatternPosterior
 
 __all__ = ["EmpiricalScore", "GaussianScore", "SCORE_MODELS", "guided_combination"]
@@ -58,9 +58,8 @@ class EmpiricalScore:
 
     def terms_per_query(self, label):
         """About the patterns one denoiser call sums per query."""
-        if self.clusters is not None:
-            return self.clusters[label].terms_per_query()
-        return self.engine(label).n_patterns
+        return patterns_per_query(self.engine(label),
+                                  None if self.clusters is None else self.clusters[label])
 
     def denoise(self, x, alpha, sigma, label):
         """E[x_0 | x_t = x] with x_t = alpha x_0 + sigma eps."""

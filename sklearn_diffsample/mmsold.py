@@ -34,7 +34,12 @@ from ._calibration import (
     importance_log_normalizer,
     solve_moment_tilt,
 )
-from ._clustered import PatternClusters, default_n_clusters, denoiser_is_clustered
+from ._clustered import (
+    PatternClusters,
+    default_n_clusters,
+    denoiser_is_clustered,
+    patterns_per_query,
+)
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._matching import VarianceMatchingMixin, covariance_spectrum
 from ._parallel import chunk_sizes, fit_phase, preferred_backend, run_chunks, seed_sequence
@@ -180,8 +185,7 @@ class _Dynamics:
         """Pattern terms that ``n_particles`` particles sum over ``n_steps`` gradients."""
         draws = self.n_draws if self.sigma > 0 else 1
         per_draw = (sum(self.knn) if self.knn is not None
-                    else self.posterior.n_patterns if self.clusters is None
-                    else self.clusters.terms_per_query())
+                    else patterns_per_query(self.posterior, self.clusters))
         return n_particles * self.n_steps * draws * per_draw
 
     def draw_kde(self, size, rng):
