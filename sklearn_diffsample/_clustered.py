@@ -83,12 +83,6 @@ def default_n_clusters(n_patterns):
     return int(np.clip(round(0.5 * np.sqrt(n_patterns)), 1, n_patterns))
 
 
-def _sq_dist(A, B, half_sq_B):
-    """|a - b|^2 for all pairs, clamped at 0."""
-    d2 = np.einsum("md,md->m", A, A)[:, None] - 2.0 * (A @ B.T - half_sq_B[None, :])
-    return np.maximum(d2, 0.0, out=d2)
-
-
 def _nearest_centre(X, centres, block=8192):
     half = 0.5 * np.einsum("cd,cd->c", centres, centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
@@ -215,10 +209,14 @@ class PatternClusters:
 
     def _select(self, q, s2):
         """Surrogate log shares (m, C), up to the per-row constant -|q|^2 / (2 s2),
-        and the (cluster, row) pairs summed exactly, sorted by cluster, then row."""
+        the (cluster, row) pairs summed exactly, sorted by cluster, then row,
+        and the (m, C) gains q.c - |c|^2 / 2 (the exact logits' offsets)."""
         m, d = q.shape
         C = self.n_clusters
-        d2 = _sq_dist(q, self.centres, self._half_sq_centres)
+        sq_q = np.einsum("md,md->m", q, q)
+        gains = q @ self.centres.T - self._half_sq_centres[None, :]
+        d2 = sq_q[:, None] - 2.0 * gains
+        np.maximum(d2, 0.0, out=d2)
         wide = s2 + self.variances
         log_n = np.log(self.counts)
         log_m = (log_n - 0.5 * d * np.log(wide / s2)) - d2 * (0.5 / wide)
@@ -255,11 +253,11 @@ class PatternClusters:
         log_m.ravel()[picked] = -np.inf
         clusters, rows = np.nonzero(picked.reshape(m, C).T)
         # Back to the scale of the exact logits, which leave out -|q|^2 / (2 s2).
-        log_m += np.einsum("md,md->m", q, q)[:, None] / (2.0 * s2)
-        return log_m, clusters, rows
+        log_m += sq_q[:, None] / (2.0 * s2)
+        return log_m, clusters, rows, gains
 
     def _mean_block(self, posterior, q, s2):
-        log_m, clusters, rows = self._select(q, s2)
+        log_m, clusters, rows, gains = self._select(q, s2)
         member_rows = self._cluster_order(posterior)
         m, d = q.shape
         inv_s2 = 1.0 / s2
@@ -294,8 +292,7 @@ class PatternClusters:
             tops[pairs] = top
             np.dot(w, members, out=sums[pairs])
         # q.x - |x|^2/2 = (q - c).(x - c) - |x - c|^2/2 + q.c - |c|^2/2.
-        offsets = (q @ self.centres.T)[rows, clusters]
-        offsets -= self._half_sq_centres[clusters]
+        offsets = gains[rows, clusters]
         offsets *= inv_s2
         offsets += tops
         # Every other cluster: its surrogate share at its surrogate mean.
