@@ -52,8 +52,7 @@ _QUERY_BLOCK = 1024
 # whole clusters, largest bound first, until _BUDGET patterns are summed
 # exactly; beyond, clusters whose Gaussian surrogate is not trusted (kernel
 # narrower than the cluster) while the surrogate share not yet summed exceeds
-# _SHARE, up to _CAP patterns.  A partition of a subset (PatternClusters.restrict)
-# scales both by the subset's share of the patterns.
+# _SHARE, up to _CAP patterns.
 _CANDIDATES = 64
 _BUDGET = 512
 _SHARE = 0.02
@@ -123,16 +122,9 @@ class PatternClusters:
     labels : ndarray of shape (n_patterns,) or None, default=None
         A given cluster (in 0..n_clusters - 1) of each pattern instead of
         k-means (see :meth:`restrict`).
-    share : float, default=1.0
-        The fraction of a partition's patterns these are (:meth:`restrict`):
-        the patterns summed exactly per query scale with it.
     """
 
-    # Patterns summed exactly per query (instances scale them by ``share``;
-    # the class values serve partitions pickled before they had their own).
-    budget, cap = _BUDGET, _CAP
-
-    def __init__(self, posterior, n_clusters, seed, labels=None, share=1.0):
+    def __init__(self, posterior, n_clusters, seed, labels=None):
         X = posterior._x
         if labels is None:
             labels = kmeans_labels(X, int(n_clusters), seed)
@@ -152,18 +144,12 @@ class PatternClusters:
         self.variances = np.add.reduceat(sq, self.starts[:-1]) / (self.counts * X.shape[1])
         self.radii = np.sqrt(np.maximum.reduceat(sq, self.starts[:-1]))
         self._half_sq_centres = 0.5 * np.einsum("cd,cd->c", self.centres, self.centres)
-        # About the same number of clusters summed whatever the subset: a
-        # half set's clusters hold half the patterns each, and a budget of the
-        # full set's 512 made the half paths sum 620 patterns a query where
-        # the full path summed 765 (N = 1e4, d = 16; measured).
-        self.budget, self.cap = share * _BUDGET, share * _CAP
         self._sorted = None
 
     def restrict(self, posterior, indices):
         """The same partition of a subset: ``posterior`` holds the patterns
         ``indices`` of the one these clusters were built on (no new k-means)."""
-        return PatternClusters(posterior, self._n_labels, None, labels=self.labels[indices],
-                               share=len(indices) / self.labels.size)
+        return PatternClusters(posterior, self._n_labels, None, labels=self.labels[indices])
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -178,7 +164,7 @@ class PatternClusters:
         """About the patterns a query's mean sums: C surrogates plus half the
         cap of exact sums (the guided sampler summed 1376 a query at N = 1e4
         and 3280 at N = 1e5, path extrapolation 895 at N = 1e4; measured)."""
-        return min(int(self.counts.sum()), self.n_clusters + int(self.cap) // 2)
+        return min(int(self.counts.sum()), self.n_clusters + _CAP // 2)
 
     def _cluster_order(self, posterior):
         """The patterns in cluster order, about their cluster's centre, in float32,
@@ -259,8 +245,8 @@ class PatternClusters:
         summed -= share
         # The Gaussian surrogate is trusted where the kernel is wider than the cluster.
         untrusted = (self.radii ** 2 > s2)[top]
-        chosen = (before < self.budget) | (
-            untrusted & (summed < (1.0 - _SHARE) * total[:, None]) & (before < self.cap))
+        chosen = (before < _BUDGET) | (
+            untrusted & (summed < (1.0 - _SHARE) * total[:, None]) & (before < _CAP))
         # Cluster-major nonzero: pairs sorted by cluster, then row, without a sort.
         picked = np.zeros(C * m, dtype=bool)
         picked[flat[chosen]] = True

@@ -104,26 +104,6 @@ def test_a_restricted_partition_keeps_the_labels_and_recomputes_the_statistics(b
     assert np.median(err) < 0.02 and np.quantile(err, 0.99) < 0.3
 
 
-def test_a_half_set_sums_half_the_patterns_of_the_full_set(blobs):
-    # At a small kernel every query sums whole clusters, up to the budget and
-    # beyond while untrusted ones carry its posterior: on a half set, whose
-    # clusters hold half the patterns, the same clusters are half the
-    # patterns (measured: 504 a query against 1027 on the full set; with the
-    # full set's budget the half set summed 702).
-    X, post, clusters = blobs
-    part = np.sort(np.random.default_rng(7).permutation(len(X))[: len(X) // 2])
-    half = PatternPosterior(X[part])
-    sub = clusters.restrict(half, part)
-    assert (sub.budget, sub.cap) == (clusters.budget / 2, clusters.cap / 2)
-    queries = X[part][:500] + 0.05
-    summed = []
-    for parts, engine in ((clusters, post), (sub, half)):
-        _, picked, _, _ = parts._select(queries - engine.offset, 0.01)
-        summed.append(parts.counts[picked].sum() / len(queries))
-    assert summed[0] >= clusters.budget and summed[1] >= sub.budget
-    assert abs(summed[1] - summed[0] / 2) < 0.25 * clusters.counts.mean(), summed
-
-
 def test_clustered_path_extrapolation_follows_the_exact_paths():
     from sklearn_diffsample import PathExtrapolationDensity
 
