@@ -212,8 +212,10 @@ class PatternClusters:
 
     def _select(self, q, s2):
         """Surrogate log shares (m, C), up to the per-row constant -|q|^2 / (2 s2),
-        the (cluster, row) pairs summed exactly, sorted by cluster, then row,
-        and the (m, C) gains q.c - |c|^2 / 2 (the exact logits' offsets)."""
+        -inf where summed exactly; those (cluster, row) pairs, sorted by
+        cluster, then row; the (m, C) gains q.c - |c|^2 / 2 (the exact logits'
+        offsets); and per row the log surrogate mass of its summed clusters,
+        on the scale of the shares."""
         m, d = q.shape
         C = self.n_clusters
         sq_q = np.einsum("md,md->m", q, q)
