@@ -27,7 +27,7 @@ import numpy as np
 from scipy.sparse import csc_matrix
 
 __all__ = ["PatternClusters", "default_n_clusters", "denoiser_is_clustered",
-           "patterns_per_query"]
+           "patterns_per_query", "sampling_mean"]
 
 # denoiser="auto" (guided sampler, path extrapolation) clusters from this
 # many patterns on.
@@ -75,6 +75,14 @@ def patterns_per_query(posterior, clusters=None):
     """About the patterns a mean sums per query: every one of ``posterior``'s,
     or the estimate of ``clusters`` (:meth:`PatternClusters.terms_per_query`)."""
     return posterior.n_patterns if clusters is None else clusters.terms_per_query()
+
+
+def sampling_mean(posterior, queries, s2, clusters=None):
+    """Sampling-grade posterior means: the engine's float32 sums over every
+    pattern, or the clustered means of ``clusters`` (a partition of its patterns)."""
+    if clusters is None:
+        return posterior.sampling_mean(queries, s2)
+    return clusters.mean(posterior, queries, s2)
 
 
 def default_n_clusters(n_patterns):

@@ -39,6 +39,7 @@ from ._clustered import (
     default_n_clusters,
     denoiser_is_clustered,
     patterns_per_query,
+    sampling_mean,
 )
 from ._manifold import from_particles, retract, symmetric_sqrt, tangent_project, to_swarm
 from ._matching import VarianceMatchingMixin, covariance_spectrum
@@ -122,9 +123,8 @@ def smoothed_gradient(posterior, Z, s2, sigma, n_draws, rng, knn=None, clusters=
     else:
         queries = Z[:, None, :]
     if knn is None:
-        flat = (posterior.sampling_mean(queries.reshape(-1, d), s2) if clusters is None
-                else clusters.mean(posterior, queries.reshape(-1, d), s2))
-        mean = flat.reshape(queries.shape)
+        mean = sampling_mean(posterior, queries.reshape(-1, d), s2, clusters)
+        mean = mean.reshape(queries.shape)
     else:
         _, neighbours = posterior.kneighbors(Z, knn[0])
         mean = posterior.query_remainder(queries, s2, neighbours, knn[1], rng).mean

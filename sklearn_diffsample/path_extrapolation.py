@@ -41,7 +41,12 @@ from ._base import (
     index_seed,
     resolve_bandwidth,
 )
-from ._clustered import PatternClusters, default_n_clusters, denoiser_is_clustered
+from ._clustered import (
+    PatternClusters,
+    default_n_clusters,
+    denoiser_is_clustered,
+    sampling_mean,
+)
 from ._coordinates import offset_to_data
 from ._matching import VarianceMatchingMixin
 from ._parallel import chunk_sizes, run_chunks, seed_sequence
@@ -189,10 +194,8 @@ def _engine_denoiser(posteriors, x_beta, beta, want_var, clusters=None):
         queries, s2 = bridge_query(x, x_beta, tau, beta)
         for j, (post, parts) in enumerate(zip(posteriors, clusters)):
             q = queries[j]
-            if parts is not None:
-                mean[j] = parts.mean(post, q, s2)
-            elif not want_var:
-                mean[j] = post.sampling_mean(q, s2)
+            if parts is not None or not want_var:
+                mean[j] = sampling_mean(post, q, s2, parts)
             else:
                 stats = post.query(q, s2, mean=True, spread=True)
                 mean[j], var[j] = stats.mean, stats.spread / d
