@@ -82,10 +82,10 @@ def sweep(cfg):
                 return est.sample(cfg["sweep_samples"], random_state=1)
 
             row[denoiser], S = _common.timed(work)
-            samples[denoiser] = est._to_internal(S)
+            samples[denoiser], bandwidth = est._to_internal(S), est.bandwidth_
         row["speedup"] = row["exact"] / row["clustered"]
         row["median_shift_h"] = float(np.median(np.linalg.norm(
-            samples["clustered"] - samples["exact"], axis=1)) / est.bandwidth_)
+            samples["clustered"] - samples["exact"], axis=1)) / bandwidth)
         row["load"] = _common.load_average()
         print(f"sweep N = {n}: clustered {row['clustered']:.1f}s exact {row['exact']:.1f}s",
               flush=True)
@@ -133,7 +133,8 @@ def main(argv=None):
     with _common.one_blas_thread():
         result = run(cfg)
         result["sweep"] = sweep(cfg)
-    path = _common.write("path_denoiser", args.quick, markdown(result, cfg, args.quick, started, info),
+    text = markdown(result, cfg, args.quick, started, info)
+    path = _common.write("path_denoiser", args.quick, text,
                          dict(machine=info, config=cfg, result=result))
     print(f"written to {path}")
 

@@ -20,9 +20,8 @@ over the benchmark's three splits, so a C2ST's standard error is that of its
 draws within each split (the splits are shared by every method):
 sqrt(sum_s var_s / n_s) / 3.  With 15 draws that of a difference of two
 methods was about 0.013 on iris and wine, two thirds of the targets' 0.02
-margin, at a point where the guided sampler's closed-form law sits 0.011-0.017
-above KDE-CV on wine (15 and 40 draws); 45 draws bring it to about 0.007.
-The target table gives the
+margin, where the guided sampler's closed-form law sits about 0.02 above
+KDE-CV on wine; 45 draws bring it to about 0.007.  The target table gives the
 standard error of each C2ST difference.  A separate table times
 GridSearchCV over 8 bandwidths x 5 folds on standardised wine for every
 estimator against KernelDensity (its best of 5 runs) in the same run
