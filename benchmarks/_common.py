@@ -70,6 +70,11 @@ def timed(func):
     return time.perf_counter() - start, value
 
 
+def loglog_slope(x, y):
+    """Least-squares slope of log y against log x."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
 def load_average():
     try:
         return [round(x, 2) for x in os.getloadavg()]

@@ -104,8 +104,7 @@ def markdown(rows, sizes, quick, started, info):
     slopes = {}
     for name in ("default", "default, 25 steps"):
         pts = [(r["n"], r["sample_s"]) for r in rows if r["method"] == name]
-        slopes[name] = float(np.polyfit(np.log([p[0] for p in pts]),
-                                        np.log([p[1] for p in pts]), 1)[0])
+        slopes[name] = _common.loglog_slope(*zip(*pts))
     lines += ["", "Log-log slope of the sampling time in N, "
               f"{sizes[0]:,} to {sizes[-1]:,}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items()) + ".", ""]

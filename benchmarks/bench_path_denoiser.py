@@ -38,17 +38,31 @@ QUICK = dict(n=3000, n_samples=300, n_reference_samples=200,
              sweep_n=(3000, 6000), sweep_endpoints=50, sweep_samples=50)
 
 
-def run(cfg):
-    X = mixture(cfg["n"])
+def _fit_and_sample(X, n_reference_samples, n_samples):
+    """Each denoiser's fit and sampling seconds, its samples (internal
+    coordinates) and bandwidth, with the same seeds."""
     out = {}
     for denoiser in ("clustered", "exact"):
         est = PathExtrapolationDensity(denoiser=denoiser, random_state=0,
-                                       n_reference_samples=cfg["n_reference_samples"])
+                                       n_reference_samples=n_reference_samples)
         fit_s, _ = _common.timed(lambda: est.fit(X))
-        sample_s, S = _common.timed(lambda: est.sample(cfg["n_samples"], random_state=1))
+        sample_s, S = _common.timed(lambda: est.sample(n_samples, random_state=1))
         out[denoiser] = dict(fit_s=fit_s, sample_s=sample_s, samples=est._to_internal(S),
                              bandwidth=est.bandwidth_)
-        print(f"{denoiser}: fit {fit_s:.1f}s sample {sample_s:.1f}s", flush=True)
+    return out
+
+
+def _median_shift_h(out):
+    """Median distance of a clustered sample from its same-seed exact twin, in h."""
+    a, b = out["clustered"]["samples"], out["exact"]["samples"]
+    return float(np.median(np.linalg.norm(a - b, axis=1)) / out["exact"]["bandwidth"])
+
+
+def run(cfg):
+    X = mixture(cfg["n"])
+    out = _fit_and_sample(X, cfg["n_reference_samples"], cfg["n_samples"])
+    for denoiser, v in out.items():
+        print(f"{denoiser}: fit {v['fit_s']:.1f}s sample {v['sample_s']:.1f}s", flush=True)
     other = PathExtrapolationDensity(denoiser="exact", random_state=2,
                                      n_reference_samples=cfg["n_reference_samples"]).fit(X)
     floor_samples = other._to_internal(other.sample(cfg["n_samples"], random_state=3))
@@ -59,8 +73,7 @@ def run(cfg):
         sample_s={k: v["sample_s"] for k, v in out.items()},
         speedup=float((out["exact"]["fit_s"] + out["exact"]["sample_s"])
                       / (out["clustered"]["fit_s"] + out["clustered"]["sample_s"])),
-        median_shift_h=float(np.median(np.linalg.norm(a - b, axis=1))
-                             / out["exact"]["bandwidth"]),
+        median_shift_h=_median_shift_h(out),
         sw2=float(sliced_wasserstein(a, b, random_state=0)),
         sw2_floor=float(sliced_wasserstein(floor_samples, b, random_state=0)),
         c2st=float(c2st_auc(floor_samples, a, random_state=0)),
@@ -71,27 +84,15 @@ def sweep(cfg):
     """Fit + sampling seconds of both denoisers at each N of the sweep, in one run."""
     rows = []
     for n in cfg["sweep_n"]:
-        X = mixture(n)
-        row, samples = {"n": n}, {}
-        for denoiser in ("clustered", "exact"):
-            est = PathExtrapolationDensity(denoiser=denoiser, random_state=0,
-                                           n_reference_samples=cfg["sweep_endpoints"])
-
-            def work():
-                est.fit(X)
-                return est.sample(cfg["sweep_samples"], random_state=1)
-
-            row[denoiser], S = _common.timed(work)
-            samples[denoiser], bandwidth = est._to_internal(S), est.bandwidth_
+        out = _fit_and_sample(mixture(n), cfg["sweep_endpoints"], cfg["sweep_samples"])
+        row = {"n": n, **{k: v["fit_s"] + v["sample_s"] for k, v in out.items()}}
         row["speedup"] = row["exact"] / row["clustered"]
-        row["median_shift_h"] = float(np.median(np.linalg.norm(
-            samples["clustered"] - samples["exact"], axis=1)) / bandwidth)
+        row["median_shift_h"] = _median_shift_h(out)
         row["load"] = _common.load_average()
         print(f"sweep N = {n}: clustered {row['clustered']:.1f}s exact {row['exact']:.1f}s",
               flush=True)
         rows.append(row)
-    log_n = np.log([r["n"] for r in rows])
-    slopes = {k: float(np.polyfit(log_n, np.log([r[k] for r in rows]), 1)[0])
+    slopes = {k: _common.loglog_slope([r["n"] for r in rows], [r[k] for r in rows])
               for k in ("clustered", "exact")}
     return dict(rows=rows, slopes=slopes)
 

@@ -241,8 +241,7 @@ def slope(rows, method, d, key):
            and r.get("status") == "ok" and key in r]
     if len(pts) < 2:
         return None
-    N, t = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return float(np.polyfit(N, t, 1)[0])
+    return _common.loglog_slope(*zip(*pts))
 
 
 def plot_scaling(rows, d, path):
