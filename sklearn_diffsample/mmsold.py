@@ -75,6 +75,14 @@ _IS_WORK = 2e7
 # number of multipliers) draws of the same proposal, at most _IS_DRAWS.
 _TILT_MIN_DRAWS = 4_000
 _TILT_DRAWS_PER_MULTIPLIER = 20
+# The tilt's d + d (d + 1) / 2 multipliers need at least 4 of the _IS_DRAWS
+# draws each: on a 10-component mixture (N = 500) at d = 96 (4.2 a multiplier)
+# log Z's ESS was 4.6% and its standard error 0.072 nats, the tilted law still
+# 0.4 nats a row above sigma = 0; at d = 128 (2.4) the ESS was 0.000, the error
+# 0.72 nats, the law 5.9 nats below sigma = 0, after a 195-s fit in 4 GB;
+# from d = 199 the draws are fewer than the multipliers (measured).  So d = 98
+# is the largest with a tilt: "auto" smoothing is 0 beyond, a set one refused.
+_TILT_MAX_MULTIPLIERS = _IS_DRAWS // 4
 # Below this ESS fraction, or above this standard error (nats), the
 # log-normaliser is flagged as unreliable.
 _POOR_ESS = 0.1
@@ -248,13 +256,37 @@ def _swarm_and_draws(d, batch_size, n_smoothing_draws):
     return swarm_size, n_draws
 
 
+def _n_multipliers(d):
+    """The moment tilt's multipliers: d linear and d (d + 1) / 2 quadratic."""
+    return d + d * (d + 1) // 2
+
+
+def _check_tilt_size(d, smoothing):
+    """Refuse, before any work, a set smoothing whose tilt its draws cannot fix."""
+    if smoothing == "auto" or float(smoothing) == 0 or _n_multipliers(d) <= _TILT_MAX_MULTIPLIERS:
+        return
+    d_max = max(k for k in range(1, d) if _n_multipliers(k) <= _TILT_MAX_MULTIPLIERS)
+    raise ValueError(
+        f"smoothing={smoothing} needs a moment tilt of d + d (d + 1) / 2 = "
+        f"{_n_multipliers(d):,} multipliers at d = {d}, more than its {_IS_DRAWS:,} "
+        f"importance draws can fix (at most {_TILT_MAX_MULTIPLIERS:,}, d <= {d_max}). "
+        "Reduce the dimension first (for example with PCA), or pass smoothing=0 or "
+        "'auto' (0 from this dimension on: Langevin on the variance-matched KDE, "
+        "whose density needs no tilt)."
+    )
+
+
 def _resolve_scales(Z, bandwidth, smoothing, spectrum):
     """delta from a number or a rule ("auto": held-out likelihood of pi_delta,
     mapped to the data's covariance when Z's covariance ``spectrum`` is
-    given), and sigma from a number or "auto" (= delta), both checked."""
+    given), and sigma from a number or "auto" (delta, or 0 where the tilt
+    has too many multipliers), both checked."""
     matched = spectrum is not None
     delta = check_bandwidth_range(resolve_bandwidth(bandwidth, Z, matched, spectrum))
-    sigma = delta if smoothing == "auto" else float(smoothing)
+    if smoothing == "auto":
+        sigma = delta if _n_multipliers(Z.shape[1]) <= _TILT_MAX_MULTIPLIERS else 0.0
+    else:
+        sigma = float(smoothing)
     if sigma > 0:
         check_bandwidth_range(sigma, name="smoothing")
     return float(delta), float(sigma)
@@ -295,7 +327,7 @@ def _calibrate(est, tilt_seed, draw_seed):
     # The tilt is fitted on its own draws: log Z estimated on the same ones
     # would be optimistic by about dim(theta) / (2 n ESS) nats.
     tilt_rng = np.random.default_rng(tilt_seed)
-    n_multipliers = d + d * (d + 1) // 2
+    n_multipliers = _n_multipliers(d)
     n_tilt = min(max(_TILT_MIN_DRAWS, _TILT_DRAWS_PER_MULTIPLIER * n_multipliers), _IS_DRAWS)
     with fit_phase(est, f"moment tilt ({n_multipliers} multipliers, {n_tilt} draws)"):
         Z, log_w = importance_draws(est._potential, proposal, n_tilt, tilt_rng,
@@ -349,8 +381,11 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         "silverman" are the rules of ``resolve_bandwidth``.
     smoothing : float >= 0 or "auto", default="auto"
         sigma, the width of the log-domain smoothing.  "auto" is delta (see
-        Notes).  0 gives Langevin on pi_delta itself, whose density is then
-        the KDE in closed form.
+        Notes) up to d = 98, and 0 beyond, where the moment tilt that
+        calibrates the density has more multipliers (d + d (d + 1) / 2)
+        than its draws can fix; a positive value is refused there.  0 gives
+        Langevin on pi_delta itself, whose density is then the KDE in
+        closed form.
     n_smoothing_draws : int or "auto", default="auto"
         M, the even number of antithetic perturbations per particle and step
         for the Monte Carlo grad V.  "auto": 8 for d <= 10, else 32.
@@ -588,6 +623,7 @@ class MMSOLDSampler(VarianceMatchingMixin, BaseDiffusionDensity):
         X = self._validate_fit_data(X)
         n, d = X.shape
         swarm_size, n_draws = _swarm_and_draws(d, self.batch_size, self.n_smoothing_draws)
+        _check_tilt_size(d, self.smoothing)
         seeds = seed_sequence(self.random_state).spawn(4)
         Z = self._fit_coordinates(X)
         # One spectrum for the bandwidth search and the map.

@@ -434,6 +434,41 @@ def test_bad_parameters_get_clear_errors():
     assert MMSOLDSampler(smoothing=0.0).fit(X).sample(0).shape == (0, 4)
 
 
+
+# ------------------------------------------------- the tilt's dimension limit
+def test_auto_smoothing_is_zero_where_the_tilt_has_too_many_multipliers():
+    # d = 99: 5049 multipliers, more than a quarter of the 20,000 tilt draws.
+    X = np.random.default_rng(12).normal(size=(120, 99))
+    est = MMSOLDSampler(bandwidth=1.0, n_steps=2, random_state=0).fit(X)
+    assert est.smoothing_ == 0.0 and est.log_normalizer_ == 0.0
+    queries = X[:5] + 0.3
+    np.testing.assert_allclose(est.score_samples(queries),
+                               matched_kde_log_density(queries, X, 1.0), atol=1e-9)
+    assert np.isfinite(est.sample(120, random_state=1)).all()
+    fitted = MMSOLDSampler(bandwidth=1.0, smoothing=0.5).fit(X[:, :4])
+    before = fitted.smoothing_
+    fitted.set_params(bandwidth=1.0, smoothing=0.5)
+    with pytest.raises(ValueError, match="5,049 multipliers at d = 99.*d <= 98.*PCA"):
+        fitted.fit(X)
+    assert fitted.smoothing_ == before and fitted.n_features_in_ == 4
+
+
+def test_tilt_limit_rule_on_either_side_of_its_dimension(monkeypatch):
+    import sklearn_diffsample.mmsold as mmsold
+
+    # 9 multipliers: d = 3 has 3 + 6 = 9, d = 4 has 4 + 10 = 14.
+    monkeypatch.setattr(mmsold, "_TILT_MAX_MULTIPLIERS", 9)
+    rng = np.random.default_rng(13)
+    X3, X4 = rng.normal(size=(60, 3)), rng.normal(size=(60, 4))
+    auto3 = MMSOLDSampler(bandwidth=0.5, n_steps=2, random_state=0).fit(X3)
+    assert auto3.smoothing_ == auto3.bandwidth_ and np.any(auto3.tilt_quadratic_ != 0)
+    assert MMSOLDSampler(bandwidth=0.5, smoothing=0.3, n_steps=2).fit(X3).smoothing_ == 0.3
+    assert MMSOLDSampler(bandwidth=0.5, n_steps=2).fit(X4).smoothing_ == 0.0
+    assert MMSOLDSampler(bandwidth=0.5, smoothing=0.0, n_steps=2).fit(X4).smoothing_ == 0.0
+    with pytest.raises(ValueError, match="14 multipliers at d = 4.*d <= 3"):
+        MMSOLDSampler(bandwidth=0.5, smoothing=0.3).fit(X4)
+
+
 # ------------------------------------------------------- class-conditional
 @pytest.fixture(scope="module")
 def wine_by_class():
