@@ -261,11 +261,16 @@ def _n_multipliers(d):
     return d + d * (d + 1) // 2
 
 
+def _tilt_fits(d):
+    """Whether the moment tilt's draws can fix its multipliers in d dimensions."""
+    return _n_multipliers(d) <= _TILT_MAX_MULTIPLIERS
+
+
 def _check_tilt_size(d, smoothing):
     """Refuse, before any work, a set smoothing whose tilt its draws cannot fix."""
-    if smoothing == "auto" or float(smoothing) == 0 or _n_multipliers(d) <= _TILT_MAX_MULTIPLIERS:
+    if smoothing == "auto" or float(smoothing) == 0 or _tilt_fits(d):
         return
-    d_max = max(k for k in range(1, d) if _n_multipliers(k) <= _TILT_MAX_MULTIPLIERS)
+    d_max = max(k for k in range(1, d) if _tilt_fits(k))
     raise ValueError(
         f"smoothing={smoothing} needs a moment tilt of d + d (d + 1) / 2 = "
         f"{_n_multipliers(d):,} multipliers at d = {d}, more than its {_IS_DRAWS:,} "
@@ -284,7 +289,7 @@ def _resolve_scales(Z, bandwidth, smoothing, spectrum):
     matched = spectrum is not None
     delta = check_bandwidth_range(resolve_bandwidth(bandwidth, Z, matched, spectrum))
     if smoothing == "auto":
-        sigma = delta if _n_multipliers(Z.shape[1]) <= _TILT_MAX_MULTIPLIERS else 0.0
+        sigma = delta if _tilt_fits(Z.shape[1]) else 0.0
     else:
         sigma = float(smoothing)
     if sigma > 0:
