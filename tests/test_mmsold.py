@@ -434,7 +434,6 @@ def test_bad_parameters_get_clear_errors():
     assert MMSOLDSampler(smoothing=0.0).fit(X).sample(0).shape == (0, 4)
 
 
-
 # ------------------------------------------------- the tilt's dimension limit
 def test_auto_smoothing_is_zero_where_the_tilt_has_too_many_multipliers():
     # d = 99: 5049 multipliers, more than a quarter of the 20,000 tilt draws.
@@ -447,7 +446,6 @@ def test_auto_smoothing_is_zero_where_the_tilt_has_too_many_multipliers():
     assert np.isfinite(est.sample(120, random_state=1)).all()
     fitted = MMSOLDSampler(bandwidth=1.0, smoothing=0.5).fit(X[:, :4])
     before = fitted.smoothing_
-    fitted.set_params(bandwidth=1.0, smoothing=0.5)
     with pytest.raises(ValueError, match="5,049 multipliers at d = 99.*d <= 98.*PCA"):
         fitted.fit(X)
     assert fitted.smoothing_ == before and fitted.n_features_in_ == 4
